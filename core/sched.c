@@ -1,0 +1,73 @@
+/* The scheduler's run loop: one iteration waits for I/O (or the earliest
+ * timer), moves due timers to the ready queue, then runs exactly the callbacks
+ * that were ready when the iteration began, as asyncio's _run_once does.
+ * Resuming a task is one such callback (task.c); this is the only place that
+ * runs them. */
+#include <errno.h>
+#include <event2/event.h>
+#include <time.h>
+
+#include "loop.h"
+
+int64_t sp_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t sp_deadline_after(double seconds) {
+    /* A century: far enough to mean "never", small enough not to overflow. */
+    const double max = 100.0 * 365 * 24 * 3600;
+    if (!(seconds > 0))
+        seconds = 0;
+    if (seconds > max)
+        seconds = max;
+    return sp_now_ns() + (int64_t)(seconds * 1e9);
+}
+
+double sp_time(void) {
+    return (double)sp_now_ns() / 1e9;
+}
+
+/* Waits for I/O: not at all when callbacks are ready, else until the earliest
+ * timer or forever. Returns -EDEADLK if waiting forever on nothing. */
+static int poll_io(sp_loop *loop) {
+    if (!sp_list_empty(&loop->ready) || loop->stopping)
+        return event_base_loop(loop->base, EVLOOP_NONBLOCK) < 0 ? -EIO : 0;
+    if (loop->nheap > 0) {
+        int64_t wait = loop->heap[0]->when - sp_now_ns();
+        if (wait < 0)
+            wait = 0;
+        struct timeval tv = {.tv_sec = wait / 1000000000, .tv_usec = (wait % 1000000000) / 1000};
+        /* Round up so the wake-up is never before the timer is due. */
+        if (wait % 1000 != 0 && ++tv.tv_usec == 1000000) {
+            tv.tv_sec++;
+            tv.tv_usec = 0;
+        }
+        event_add(loop->timer_ev, &tv);
+    } else {
+        int events = event_base_get_num_events(loop->base, EVENT_BASE_COUNT_ADDED);
+        if (events <= loop->internal_events && loop->external_wakers == 0)
+            return -EDEADLK;
+    }
+    int rc = event_base_loop(loop->base, EVLOOP_ONCE);
+    event_del(loop->timer_ev);
+    return rc < 0 ? -EIO : 0;
+}
+
+int sp_loop_run_once(sp_loop *loop) {
+    int rc = poll_io(loop);
+    if (rc != 0)
+        return rc;
+    sp_timers_expire(loop, sp_now_ns());
+
+    sp_list todo;
+    sp_list_init(&todo);
+    sp_list_splice_back(&todo, &loop->ready);
+    sp_list *n;
+    while ((n = sp_list_pop_front(&todo)) != NULL) {
+        sp_cb *cb = sp_container_of(n, sp_cb, priv_link);
+        cb->fn(cb);
+    }
+    return 0;
+}

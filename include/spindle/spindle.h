@@ -1,0 +1,10 @@
+/* Spindle: asyncio for C. Include this header for the whole public API. */
+#ifndef SPINDLE_SPINDLE_H
+#define SPINDLE_SPINDLE_H
+
+#include <spindle/future.h>
+#include <spindle/task.h>
+#include <spindle/io.h>
+#include <spindle/combinators.h>
+
+#endif
