@@ -26,6 +26,7 @@ typedef struct sp_loop {
     size_t ntasks;
     int internal_events;    /* libevent events of ours that never wake a task */
     int external_wakers;    /* in-flight work (threads, processes) that will wake a task */
+    unsigned steps_since_poll; /* callbacks run since I/O was last polled */
     bool stopping;
     bool debug;
     int64_t slow_task_ns;

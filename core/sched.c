@@ -29,11 +29,21 @@ double sp_time(void) {
     return (double)sp_now_ns() / 1e9;
 }
 
+/* While tasks are ready, I/O is polled (without waiting) once this many
+ * callbacks have run: a syscall per iteration would cost more than an
+ * iteration of a few tasks, and a busy loop still sees I/O within
+ * microseconds. */
+#define POLL_EVERY_STEPS 128
+
 /* Waits for I/O: not at all when callbacks are ready, else until the earliest
  * timer or forever. Returns -EDEADLK if waiting forever on nothing. */
 static int poll_io(sp_loop *loop) {
-    if (!sp_list_empty(&loop->ready) || loop->stopping)
+    if (!sp_list_empty(&loop->ready) || loop->stopping) {
+        if (loop->steps_since_poll < POLL_EVERY_STEPS)
+            return 0;
+        loop->steps_since_poll = 0;
         return event_base_loop(loop->base, EVLOOP_NONBLOCK) < 0 ? -EIO : 0;
+    }
     if (loop->nheap > 0) {
         int64_t wait = loop->heap[0]->when - sp_now_ns();
         if (wait < 0)
@@ -52,6 +62,7 @@ static int poll_io(sp_loop *loop) {
     }
     int rc = event_base_loop(loop->base, EVLOOP_ONCE);
     event_del(loop->timer_ev);
+    loop->steps_since_poll = 0;
     return rc < 0 ? -EIO : 0;
 }
 
@@ -59,7 +70,8 @@ int sp_loop_run_once(sp_loop *loop) {
     int rc = poll_io(loop);
     if (rc != 0)
         return rc;
-    sp_timers_expire(loop, sp_now_ns());
+    if (loop->nheap > 0)
+        sp_timers_expire(loop, sp_now_ns());
 
     sp_list todo;
     sp_list_init(&todo);
@@ -68,6 +80,7 @@ int sp_loop_run_once(sp_loop *loop) {
     while ((n = sp_list_pop_front(&todo)) != NULL) {
         sp_cb *cb = sp_container_of(n, sp_cb, priv_link);
         cb->fn(cb);
+        loop->steps_since_poll++;
     }
     return 0;
 }
