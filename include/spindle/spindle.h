@@ -6,5 +6,7 @@
 #include <spindle/task.h>
 #include <spindle/io.h>
 #include <spindle/combinators.h>
+#include <spindle/sync.h>
+#include <spindle/queue.h>
 
 #endif
