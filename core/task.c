@@ -42,6 +42,7 @@ static void task_entry(void *arg) {
     void *res = NULL;
     t->rc = t->fn(t->arg, &res);
     t->ret = res;
+    sp_task_run_cleanups(t);
     t->finished = true;
     sp_fiber_exit(&t->fiber, &t->loop->sched_fiber);
 }

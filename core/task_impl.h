@@ -15,6 +15,8 @@ struct sp_task {
     void *ret;          /* what fn stored in *result */
     char *pending_msg;  /* set by sp_fail while running */
     sp_future *fut_waiter;
+    struct arena_chunk *arena; /* sp_task_alloc memory, freed when the task ends */
+    struct deferred *deferred; /* sp_task_defer calls, run LIFO when it ends */
     char *name;         /* name_buf or heap */
     int refs;
     int num_cancels;
@@ -25,6 +27,9 @@ struct sp_task {
     bool finished;      /* fn returned; the stack can go back to the pool */
     char name_buf[24];
 };
+
+/* Runs the task's deferred calls (newest first) and frees its arena. */
+void sp_task_run_cleanups(sp_task *t);
 
 /* Copies tasks[0..n) to out keeping each task once, in first-seen order (as
  * asyncio makes a set of its arguments). Returns the count; 0 on -ENOMEM. */

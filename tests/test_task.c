@@ -209,6 +209,52 @@ static void test_yield_interleaves_ready_tasks_in_fifo_order(void **state) {
     expect_log("main", "tick0", "tick0", "main2", "tick1", "tick1", "tick2", "done");
 }
 
+static void log_defer(void *arg) {
+    logf_("defer %s", (char *)arg);
+}
+
+static int uses_arena(void *arg, void **result) {
+    (void)result;
+    char *buf = sp_task_alloc(100);
+    assert_non_null(buf);
+    strcpy(buf, "first");
+    assert_int_equal(sp_task_defer(log_defer, buf), 0);
+    for (int i = 0; i < 100; i++) /* spills over several arena chunks */
+        assert_non_null(sp_task_alloc(1000));
+    assert_int_equal(sp_task_defer(log_defer, "second"), 0);
+    int mode = (int)(intptr_t)arg;
+    if (mode == 1)
+        return sp_fail(-EIO, "failing");
+    if (mode == 2)
+        return sp_sleep(1);
+    return 0;
+}
+
+static int s_defer(void *arg, void **result) {
+    (void)arg, (void)result;
+    sp_task *t[3];
+    for (intptr_t i = 0; i < 3; i++)
+        sp_spawn(&t[i], NULL, uses_arena, (void *)i);
+    sp_sleep(0);
+    sp_task_cancel(t[2]);
+    int errs[3];
+    sp_gather(t, 3, SP_GATHER_RETURN_EXCEPTIONS, NULL, errs);
+    logf_("%d %d %d", errs[0], errs[1], errs[2]);
+    for (int i = 0; i < 3; i++)
+        sp_task_release(t[i]);
+    assert_non_null(sp_task_alloc(1)); /* main is a task too */
+    return 0;
+}
+
+static void test_deferred_calls_run_newest_first_on_every_way_out(void **state) {
+    (void)state;
+    run_main(s_defer, NULL);
+    expect_log("defer second", "defer first", "defer second", "defer first", "defer second",
+               "defer first", "0 -5 -125");
+    assert_null(sp_task_alloc(1));
+    assert_int_equal(sp_task_defer(log_defer, NULL), -EPERM);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spawn_starts_lazily_and_await_returns_result),
@@ -218,6 +264,7 @@ int main(void) {
         cmocka_unit_test(test_task_may_swallow_cancellation_and_return_a_result),
         cmocka_unit_test(test_cancelling_an_awaiting_task_cancels_the_awaited_one),
         cmocka_unit_test(test_yield_interleaves_ready_tasks_in_fifo_order),
+        cmocka_unit_test(test_deferred_calls_run_newest_first_on_every_way_out),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -102,6 +102,16 @@ sp_future *sp_task_future(sp_task *t);
  * task can `return sp_fail(-EINVAL, "bad id %d", id);`. */
 int sp_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Allocates size bytes (aligned for any type) owned by the calling task:
+ * they are freed when the task ends, by whatever path. Returns NULL on
+ * out-of-memory or outside a task. Don't return such memory as a result. */
+void *sp_task_alloc(size_t size);
+
+/* Registers fn(arg) to run when the calling task ends (after its function
+ * returns, whether it succeeded, failed or was cancelled), newest first, on
+ * the task's own stack. Returns 0, -ENOMEM, -EPERM outside a task. */
+int sp_task_defer(void (*fn)(void *arg), void *arg);
+
 /* Suspends the calling task for `seconds` (asyncio.sleep). seconds <= 0
  * yields to the loop once. Returns 0 or -ECANCELED. Suspends. */
 int sp_sleep(double seconds);
