@@ -8,5 +8,7 @@
 #include <spindle/combinators.h>
 #include <spindle/sync.h>
 #include <spindle/queue.h>
+#include <spindle/offload.h>
+#include <spindle/ratelimit.h>
 
 #endif
