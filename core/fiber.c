@@ -13,15 +13,18 @@
  * below it instead and relies on its canary alone: a million fibers cost about
  * a thousand mappings.
  *
- * The canary: SP_CANARY_WORDS words of a per-process random pattern in the
- * lowest usable bytes of every stack, written when a fiber is created. Each
- * switch out of a fiber compares the top word (one load and compare), release
- * compares them all, and a mismatch aborts naming the task: an overflow is
- * caught at the task's next suspension, while it usually still lies in the
- * gap page. Guarded stacks are checked too, since a frame bigger than a page
- * can jump over the guard. The price is the canary's page, resident for every
- * live fiber besides the top of its stack.
- *
+ * The canary: the SP_CANARY_WORDS lowest words of every stack must stay zero.
+ * Nothing ever writes them (fresh and MADV_DONTNEED'd memory reads as zero),
+ * so checking them reads the kernel's shared zero page and the bottom page of
+ * a stack never becomes resident: a parked fiber costs one page of stack, not
+ * two. An overflow writes return addresses and saved registers through them,
+ * which are not zero. Each switch out of a fiber checks the top word (one load
+ * and compare), release checks them all, and a non-zero word aborts naming the
+ * task: an overflow is caught at the task's next suspension, while it usually
+ * still lies in the gap page. Guarded stacks are checked too, since a frame
+ * bigger than a page can jump over the guard. What this cannot see: an
+ * overflow that writes only zeros there, or a frame that jumps past both.
+
  * An overflow into a guard page faults. The SIGSEGV handler, on a per-thread
  * signal stack, recognises the page below the running fiber's stack, names
  * the task, and lets the fault end the process; it passes every other fault
@@ -41,8 +44,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 #ifdef SP_FIBER_ASAN
@@ -97,7 +98,6 @@ struct sp_stack_pool {
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static size_t g_page;
-static uint64_t g_canary[SP_CANARY_WORDS];
 static atomic_long g_guard_budget;
 static atomic_long g_guards_used;
 
@@ -132,16 +132,6 @@ static long read_max_map_count(void) {
 
 static void global_init(void) {
     g_page = (size_t)sysconf(_SC_PAGESIZE);
-    if (getrandom(g_canary, sizeof(g_canary), GRND_NONBLOCK) != (ssize_t)sizeof(g_canary)) {
-        /* No entropy yet (early boot): any varied pattern still beats zeros. */
-        uint64_t x = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)&x;
-        for (int i = 0; i < SP_CANARY_WORDS; i++) {
-            x += 0x9e3779b97f4a7c15u;
-            uint64_t z = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
-            z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-            g_canary[i] = z ^ (z >> 31);
-        }
-    }
     long budget = read_max_map_count() / 4;
     const char *env = getenv("SP_GUARD_PAGES");
     if (env && *env) {
@@ -215,22 +205,17 @@ static void report_overflow(const sp_fiber *f, const char *how) {
     msg_write(&m);
 }
 
-__attribute__((noinline, cold)) static _Noreturn void canary_fail(const sp_fiber *f) {
-    report_overflow(f, ", canary overwritten");
-    abort();
-}
-
 /* Not instrumented: under ASan an overflowed canary may sit in a redzone, and
  * our report is the clearer one. */
 SP_NO_ASAN static inline bool canary_top_ok(const sp_fiber *f) {
-    return ((const uint64_t *)f->stack_lo)[SP_CANARY_WORDS - 1] == g_canary[SP_CANARY_WORDS - 1];
+    return ((const uint64_t *)f->stack_lo)[SP_CANARY_WORDS - 1] == 0;
 }
 
 SP_NO_ASAN static bool canary_all_ok(const sp_fiber *f) {
     const uint64_t *w = (const uint64_t *)f->stack_lo;
     uint64_t diff = 0;
     for (int i = 0; i < SP_CANARY_WORDS; i++)
-        diff |= w[i] ^ g_canary[i];
+        diff |= w[i];
     return diff == 0;
 }
 
@@ -482,34 +467,89 @@ static _Noreturn void fiber_start(void *arg) {
     abort();
 }
 
+/* The canary report runs here, not on the overflowed stack, which may have no
+ * room left even for the dynamic linker. The first reporter takes it. */
+static char g_report_stack[16 * 1024] __attribute__((aligned(16)));
+static atomic_flag g_report_stack_taken = ATOMIC_FLAG_INIT;
+
+static _Noreturn void canary_report(void *arg) {
+#ifdef SP_FIBER_ASAN
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+    report_overflow(arg, ", canary overwritten");
+    abort();
+}
+
 #ifdef SP_FIBER_UCONTEXT
+static const sp_fiber *g_overflowed;
+
 static void uc_start(void) {
     fiber_start(tl_current); /* makecontext passes only ints: the switch set it */
 }
+
+static void uc_canary_report(void) {
+    canary_report((void *)g_overflowed);
+}
+
+__attribute__((noinline, cold)) static _Noreturn void canary_fail(const sp_fiber *f) {
+    static ucontext_t uc, abandoned;
+    if (!atomic_flag_test_and_set(&g_report_stack_taken) && getcontext(&uc) == 0) {
+        g_overflowed = f;
+        uc.uc_stack.ss_sp = g_report_stack;
+        uc.uc_stack.ss_size = sizeof(g_report_stack);
+        uc.uc_link = NULL;
+        makecontext(&uc, uc_canary_report, 0);
+#ifdef SP_VALGRIND
+        VALGRIND_STACK_REGISTER(g_report_stack, g_report_stack + sizeof(g_report_stack));
+#endif
+#ifdef SP_FIBER_ASAN
+        __sanitizer_start_switch_fiber(NULL, g_report_stack, sizeof(g_report_stack));
+#endif
+        /* Not setcontext: swapcontext is already bound, so no lazy symbol
+         * lookup runs on the exhausted stack. */
+        swapcontext(&abandoned, &uc);
+    }
+    canary_report((void *)f);
+}
 #else
-/* Lays out the frame sp_fiber_swap pops on the first switch into f: zeroed
- * callee-saved registers except the entry function and its argument, and a
- * return address into sp_fiber_trampoline, which calls one with the other. */
-static void *frame_init(char *top, sp_fiber *f) {
-    void **sp = (void **)top; /* page aligned, so 16-byte aligned */
+/* Lays out the frame sp_fiber_swap pops on the first switch to a new stack:
+ * zeroed callee-saved registers except fn and its argument, and a return
+ * address into sp_fiber_trampoline, which calls the one with the other. */
+static void *frame_init(char *top, void (*fn)(void *), void *arg) {
+    void **sp = (void **)top;            /* page aligned, so 16-byte aligned */
 #if defined(__x86_64__)
-    *--sp = (void *)sp_fiber_trampoline; /* popped by ret: rsp = top, aligned for its call */
+    *--sp = (void *)sp_fiber_trampoline; /* "returned" to: rsp = top, aligned for its call */
     *--sp = NULL;                        /* rbp */
     *--sp = NULL;                        /* rbx */
-    *--sp = (void *)fiber_start;         /* r12: entry */
-    *--sp = f;                           /* r13: argument */
+    *--sp = (void *)fn;                  /* r12 */
+    *--sp = arg;                         /* r13 */
     *--sp = NULL;                        /* r14 */
     *--sp = NULL;                        /* r15 */
 #elif defined(__aarch64__)
     sp -= 20; /* x19..x30, then d8..d15: 160 bytes, sp stays 16-byte aligned */
     memset(sp, 0, 20 * sizeof(*sp));
-    sp[0] = (void *)fiber_start;          /* x19: entry */
-    sp[1] = f;                            /* x20: argument */
+    sp[0] = (void *)fn;                   /* x19 */
+    sp[1] = arg;                          /* x20 */
     sp[11] = (void *)sp_fiber_trampoline; /* x30: ret goes there */
 #else
 #error "no fiber switch for this CPU: build with SP_FIBER_UCONTEXT"
 #endif
     return sp;
+}
+
+__attribute__((noinline, cold)) static _Noreturn void canary_fail(const sp_fiber *f) {
+    if (!atomic_flag_test_and_set(&g_report_stack_taken)) {
+        void *abandoned;
+#ifdef SP_FIBER_ASAN
+        __sanitizer_start_switch_fiber(NULL, g_report_stack, sizeof(g_report_stack));
+#endif
+#ifdef SP_VALGRIND
+        VALGRIND_STACK_REGISTER(g_report_stack, g_report_stack + sizeof(g_report_stack));
+#endif
+        sp_fiber_swap(&abandoned, frame_init(g_report_stack + sizeof(g_report_stack), canary_report,
+                                             (void *)f));
+    }
+    canary_report((void *)f);
 }
 #endif
 
@@ -536,7 +576,6 @@ int sp_fiber_create(sp_fiber *f, sp_stack_pool *pool, sp_fiber_entry_fn *entry, 
     /* A finished fiber never unwound its frames: clear their poisoned redzones. */
     ASAN_UNPOISON_MEMORY_REGION(lo, pool->stack_size);
 #endif
-    memcpy(lo, g_canary, sizeof(g_canary));
 #ifdef SP_FIBER_UCONTEXT
     if (getcontext(&f->uc) != 0)
         abort(); /* cannot fail on Linux: it only reads registers */
@@ -545,7 +584,7 @@ int sp_fiber_create(sp_fiber *f, sp_stack_pool *pool, sp_fiber_entry_fn *entry, 
     f->uc.uc_link = NULL;
     makecontext(&f->uc, uc_start, 0);
 #else
-    f->sp = frame_init(lo + pool->stack_size, f);
+    f->sp = frame_init(lo + pool->stack_size, fiber_start, f);
 #endif
     return 0;
 }

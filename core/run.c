@@ -42,6 +42,7 @@ static void loop_destroy(sp_loop *loop) {
     if (loop->base)
         event_base_free(loop->base);
     sp_stack_pool_destroy(loop->stacks);
+    sp_fiber_thread_fini();
     free(loop->heap);
     free(loop);
 }
@@ -58,6 +59,8 @@ static int loop_create(const sp_config *cfg, sp_loop **out) {
     loop->slow_task_ns = (int64_t)(slow * 1e9);
     size_t stack = cfg && cfg->stack_size ? cfg->stack_size : 128 * 1024;
     int rc = sp_stack_pool_create(&loop->stacks, stack);
+    if (rc == 0)
+        rc = sp_fiber_thread_init();
     if (rc == 0 && !(loop->base = event_base_new()))
         rc = -ENOMEM;
     if (rc == 0 && !(loop->timer_ev = evtimer_new(loop->base, timer_ev_noop, NULL)))
