@@ -61,8 +61,16 @@ static int loop_create(const sp_config *cfg, sp_loop **out) {
     int rc = sp_stack_pool_create(&loop->stacks, stack);
     if (rc == 0)
         rc = sp_fiber_thread_init();
-    if (rc == 0 && !(loop->base = event_base_new()))
-        rc = -ENOMEM;
+    if (rc == 0) {
+        /* Timers to the microsecond (timerfd), not epoll's rounded ms. */
+        struct event_config *ec = event_config_new();
+        if (ec)
+            event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+        if (!ec || !(loop->base = event_base_new_with_config(ec)))
+            rc = -ENOMEM;
+        if (ec)
+            event_config_free(ec);
+    }
     if (rc == 0 && !(loop->timer_ev = evtimer_new(loop->base, timer_ev_noop, NULL)))
         rc = -ENOMEM;
     if (rc != 0) {

@@ -104,13 +104,11 @@ int sp_taskgroup_wait(sp_taskgroup *g, int body_err) {
     if (!g->entered)
         return -EPERM;
     g->exiting = true;
-    bool propagate_cancel = false;
-    if (body_err == -ECANCELED) {
-        /* Our own cancellation of the owner is swallowed; one from outside
-         * propagates once the children are done. */
-        if (!g->parent_cancel_requested || sp_task_uncancel(g->parent) != 0)
-            propagate_cancel = true;
-    }
+    /* A cancellation of the owner propagates, unless it was ours alone: the
+     * group undoes its own cancel of the owner however the body ended. */
+    bool propagate_cancel = body_err == -ECANCELED;
+    if (g->parent_cancel_requested && sp_task_uncancel(g->parent) == 0)
+        propagate_cancel = false;
     if (body_err != 0 && !g->aborting)
         tg_abort(g);
 
@@ -128,7 +126,8 @@ int sp_taskgroup_wait(sp_taskgroup *g, int body_err) {
         sp_future_fini(&done);
     }
 
-    if (propagate_cancel)
+    /* Children's errors take precedence over a cancellation (CPython 3.11.7). */
+    if (propagate_cancel && g->nerrors == 0)
         return -ECANCELED;
     if (body_err != 0 && body_err != -ECANCELED)
         tg_record(g, body_err, NULL, NULL);

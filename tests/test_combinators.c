@@ -469,6 +469,66 @@ static void test_nested_taskgroup_failure_propagates_to_the_outer_group(void **s
                "rc=-5 n=1 from=inner");
 }
 
+static int fail_soon(void *arg, void **result) {
+    (void)arg, (void)result;
+    int rc = sp_sleep(0.01);
+    return rc ? rc : sp_fail(-EINVAL, "x");
+}
+
+static int s_taskgroup_body_survives(void *arg, void **result) {
+    (void)arg, (void)result;
+    sp_taskgroup g;
+    sp_taskgroup_init(&g);
+    sp_taskgroup_spawn(&g, NULL, NULL, fail_soon, NULL);
+    if (sp_sleep(1) == -ECANCELED)
+        logf_("body saw cancel, finishes normally");
+    int rc = sp_taskgroup_wait(&g, 0);
+    size_t n;
+    sp_taskgroup_errors(&g, &n);
+    if (rc == -EINVAL)
+        logf_("group failed %zu", n);
+    sp_taskgroup_fini(&g);
+    logf_("cancelling=%d", sp_task_cancelling(sp_task_current()));
+    return 0;
+}
+
+static void test_taskgroup_undoes_its_cancel_even_if_the_body_ends_normally(void **state) {
+    (void)state;
+    run_main(s_taskgroup_body_survives, NULL);
+    expect_log("body saw cancel, finishes normally", "group failed 1", "cancelling=0");
+}
+
+static int tg_inner_parent(void *arg, void **result) {
+    (void)arg, (void)result;
+    sp_taskgroup g;
+    sp_taskgroup_init(&g);
+    sp_taskgroup_spawn(&g, NULL, NULL, fail_soon, NULL);
+    int rc = sp_taskgroup_wait(&g, sp_sleep(1));
+    sp_taskgroup_fini(&g);
+    if (rc == -EINVAL)
+        logf_("errors win over cancellation");
+    return 0;
+}
+
+static int s_taskgroup_errors_beat_cancel(void *arg, void **result) {
+    (void)arg, (void)result;
+    sp_task *t;
+    sp_spawn(&t, NULL, tg_inner_parent, NULL);
+    sp_sleep(0.01);
+    sp_task_cancel(t);
+    if (sp_task_await(t, NULL) == -ECANCELED)
+        logf_("t cancelled");
+    logf_("t cancelled=%s", sp_task_cancelled(t) ? "True" : "False");
+    sp_task_release(t);
+    return 0;
+}
+
+static void test_taskgroup_child_errors_win_over_an_outside_cancel(void **state) {
+    (void)state;
+    run_main(s_taskgroup_errors_beat_cancel, NULL);
+    expect_log("errors win over cancellation", "t cancelled=False");
+}
+
 static int s_timeout_scope(void *arg, void **result) {
     (void)arg, (void)result;
     sp_timeout tm;
@@ -565,6 +625,8 @@ int main(void) {
         cmocka_unit_test(test_taskgroup_first_failure_cancels_siblings_and_body),
         cmocka_unit_test(test_cancelling_the_taskgroup_owner_cancels_its_children),
         cmocka_unit_test(test_nested_taskgroup_failure_propagates_to_the_outer_group),
+        cmocka_unit_test(test_taskgroup_undoes_its_cancel_even_if_the_body_ends_normally),
+        cmocka_unit_test(test_taskgroup_child_errors_win_over_an_outside_cancel),
         cmocka_unit_test(test_timeout_scope_turns_its_cancellation_into_etimedout),
         cmocka_unit_test(test_timeout_scope_lets_an_outside_cancellation_through),
     };

@@ -58,9 +58,10 @@ int sp_taskgroup_spawn(sp_taskgroup *g, sp_task **out, const char *name, sp_task
 /* The end of the group's block: body_err is how the code between init and
  * here ended (0, an error, or -ECANCELED). Cancels the children if the body
  * failed or was cancelled, then waits until every child has finished. Returns
- * 0; -ECANCELED if the owner was cancelled from outside (the cancellation
- * propagates); else the first error recorded (children's failures in order,
- * then body_err), all of which sp_taskgroup_errors() lists. Suspends. */
+ * the first error recorded (children's failures in the order they happened,
+ * then body_err), all of which sp_taskgroup_errors() lists; else -ECANCELED
+ * if the owner was cancelled from outside (the cancellation propagates); else
+ * 0. Suspends. */
 int sp_taskgroup_wait(sp_taskgroup *g, int body_err);
 
 /* The errors recorded by the group (asyncio's ExceptionGroup), owned by it. */
