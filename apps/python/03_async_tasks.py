@@ -5,25 +5,9 @@ The Python original of apps/03_async_tasks.c; both print the same lines.
 SP_TIME_SCALE (default 1.0) multiplies every delay; times are printed unscaled.
 """
 import asyncio
-import os
-import sys
 import time
 
-SCALE = float(os.environ.get("SP_TIME_SCALE", "1.0"))
-if not SCALE > 0:
-    sys.exit("SP_TIME_SCALE must be a positive number")
-
-
-def scaled(seconds):
-    return seconds * SCALE
-
-
-def elapsed(start):
-    return (time.monotonic() - start) / SCALE
-
-
-def say(text):
-    print(text, flush=True)
+from tutorial import elapsed, say, scaled
 
 
 # ---- 1. create_task, and other work meanwhile ---------------------------------

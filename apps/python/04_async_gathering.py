@@ -5,26 +5,10 @@ The Python original of apps/04_async_gathering.c; both print the same lines.
 SP_TIME_SCALE (default 1.0) multiplies every delay; times are printed unscaled.
 """
 import asyncio
-import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-SCALE = float(os.environ.get("SP_TIME_SCALE", "1.0"))
-if not SCALE > 0:
-    sys.exit("SP_TIME_SCALE must be a positive number")
-
-
-def scaled(seconds):
-    return seconds * SCALE
-
-
-def elapsed(start):
-    return (time.monotonic() - start) / SCALE
-
-
-def say(text):
-    print(text, flush=True)
+from tutorial import SCALE, elapsed, say, scaled
 
 
 # ---- 1. gather ------------------------------------------------------------------
