@@ -48,6 +48,25 @@ __attribute__((unused)) static void expect_log_(const char *const *want, size_t 
         expect_log_(want_, sizeof(want_) / sizeof(want_[0]));                                      \
     } while (0)
 
+/* Spawns an unnamed task and returns its handle. */
+__attribute__((unused)) static sp_task *spawn(sp_task_fn *fn, void *arg) {
+    sp_task *t = NULL;
+    assert_int_equal(sp_spawn(&t, NULL, fn, arg), 0);
+    return t;
+}
+
+/* Awaits a task that must succeed, then drops the handle. */
+__attribute__((unused)) static void await_release(sp_task *t) {
+    assert_int_equal(sp_task_await(t, NULL), 0);
+    sp_task_release(t);
+}
+
+/* Drops n task handles. */
+__attribute__((unused)) static void release_all(sp_task **ts, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        sp_task_release(ts[i]);
+}
+
 /* Runs fn as the main task and asserts it returned 0. */
 __attribute__((unused)) static void run_main(sp_task_fn *fn, void *arg) {
     sp_log_n = 0;

@@ -45,11 +45,6 @@ static sp_task *spawn_work(work_arg *w) {
     return t;
 }
 
-static void release_all(sp_task **ts, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        sp_task_release(ts[i]);
-}
-
 static int s_gather_first_error(void *arg, void **result) {
     (void)arg, (void)result;
     work_arg wa = {"a", 0.02}, wb = {"b", 0.01, .fail = true}, wc = {"c", 0.03};

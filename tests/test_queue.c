@@ -53,17 +53,6 @@ static int joiner(void *arg, void **result) {
     return 0;
 }
 
-static sp_task *spawn(sp_task_fn *fn, void *arg) {
-    sp_task *t = NULL;
-    assert_int_equal(sp_spawn(&t, NULL, fn, arg), 0);
-    return t;
-}
-
-static void await_release(sp_task *t) {
-    assert_int_equal(sp_task_await(t, NULL), 0);
-    sp_task_release(t);
-}
-
 static const char *get_now(sp_queue *q) {
     void *item = NULL;
     assert_int_equal(sp_queue_get_nowait(q, &item), 0);

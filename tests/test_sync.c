@@ -5,17 +5,6 @@
 
 #include "sp_test.h"
 
-static sp_task *spawn(sp_task_fn *fn, void *arg) {
-    sp_task *t = NULL;
-    assert_int_equal(sp_spawn(&t, NULL, fn, arg), 0);
-    return t;
-}
-
-static void await_release(sp_task *t) {
-    assert_int_equal(sp_task_await(t, NULL), 0);
-    sp_task_release(t);
-}
-
 /* ---- Lock ---- */
 
 typedef struct lock_actor {
