@@ -493,11 +493,19 @@ static void test_taskgroup_undoes_its_cancel_even_if_the_body_ends_normally(void
     expect_log("body saw cancel, finishes normally", "group failed 1", "cancelling=0");
 }
 
+static int fail_after_yield(void *arg, void **result) {
+    (void)arg, (void)result;
+    int rc = sp_yield();
+    return rc ? rc : sp_fail(-EINVAL, "x");
+}
+
+/* Steps counted with yields, not timers, so the child fails in the very
+ * iteration where the outside cancel lands, as in the Python run. */
 static int tg_inner_parent(void *arg, void **result) {
     (void)arg, (void)result;
     sp_taskgroup g;
     sp_taskgroup_init(&g);
-    sp_taskgroup_spawn(&g, NULL, NULL, fail_soon, NULL);
+    sp_taskgroup_spawn(&g, NULL, NULL, fail_after_yield, NULL);
     int rc = sp_taskgroup_wait(&g, sp_sleep(1));
     sp_taskgroup_fini(&g);
     if (rc == -EINVAL)
@@ -509,7 +517,8 @@ static int s_taskgroup_errors_beat_cancel(void *arg, void **result) {
     (void)arg, (void)result;
     sp_task *t;
     sp_spawn(&t, NULL, tg_inner_parent, NULL);
-    sp_sleep(0.01);
+    sp_yield();
+    sp_yield();
     sp_task_cancel(t);
     if (sp_task_await(t, NULL) == -ECANCELED)
         logf_("t cancelled");

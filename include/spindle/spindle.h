@@ -10,5 +10,7 @@
 #include <spindle/queue.h>
 #include <spindle/offload.h>
 #include <spindle/ratelimit.h>
+#include <spindle/http.h>
+#include <spindle/router.h>
 
 #endif

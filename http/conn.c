@@ -1,0 +1,774 @@
+/* The connection loop. A connection holds no task and no buffer while it
+ * waits for its next request: an edge-triggered read event spawns a task when
+ * bytes arrive, the task parses requests with llhttp (pipelined ones in
+ * order), runs the router and handler, writes the responses, and ends when the
+ * connection goes idle again. The path: accept (server.c) -> conn_readable ->
+ * conn_task -> read_head -> llhttp callbacks -> route -> handler -> response. */
+#include <errno.h>
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <spindle/offload.h>
+
+#include "internal.h"
+#include "task_impl.h"
+
+#define RBUF_MIN 4096
+#define DRAIN_MAX (64 * 1024) /* unread body bytes read and dropped to keep the connection */
+
+typedef struct span {
+    uint32_t off, len;
+} span;
+
+/* One request and its response, on the connection task's stack. */
+typedef struct exchange {
+    llhttp_t parser;
+    sp_http_req req;
+    sp_http_resp resp;
+    sp_route_match match;
+    sp_http_conn *conn;
+    size_t ppos;       /* rbuf bytes fed to the parser */
+    size_t head_end;   /* rbuf bytes of the head (fixed once it is complete) */
+    span url;
+    span names[128], values[128];
+    size_t nhdrs;
+    bool field_done;   /* the current header's name is complete */
+    bool head_done, msg_done;
+    int err_status;    /* set by a callback that stops the parser */
+    const char *err_detail;
+    sp_str *pieces;    /* body pieces the parser produced, not yet handed out */
+    size_t npieces, piece_next, pieces_cap;
+    sp_http_hdr hdrs[128];
+} exchange;
+
+static llhttp_settings_t g_settings;
+static pthread_once_t g_settings_once = PTHREAD_ONCE_INIT;
+
+static exchange *ex_of(llhttp_t *p) {
+    return p->data;
+}
+
+static void span_add(exchange *ex, span *s, const char *at, size_t len) {
+    uint32_t off = (uint32_t)(at - ex->conn->rbuf);
+    if (s->len == 0)
+        s->off = off;
+    s->len += (uint32_t)len;
+}
+
+static int stop_with(exchange *ex, int status, const char *detail) {
+    ex->err_status = status;
+    ex->err_detail = detail;
+    return -1;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+    exchange *ex = ex_of(p);
+    span_add(ex, &ex->url, at, len);
+    if (ex->url.len > ex->conn->w->srv->cfg.max_uri)
+        return stop_with(ex, 414, NULL);
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len) {
+    exchange *ex = ex_of(p);
+    if (ex->field_done) {
+        ex->nhdrs++;
+        ex->field_done = false;
+    }
+    if (ex->nhdrs >= ex->conn->w->srv->cfg.max_headers || ex->nhdrs >= 128)
+        return stop_with(ex, 431, "too many header fields");
+    if (ex->names[ex->nhdrs].len == 0)
+        ex->values[ex->nhdrs] = (span){0, 0};
+    span_add(ex, &ex->names[ex->nhdrs], at, len);
+    return 0;
+}
+
+static int on_header_field_complete(llhttp_t *p) {
+    (void)p;
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len) {
+    exchange *ex = ex_of(p);
+    span_add(ex, &ex->values[ex->nhdrs], at, len);
+    return 0;
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+    exchange *ex = ex_of(p);
+    /* The next field starts a new header (an empty value gets no callback). */
+    ex->field_done = true;
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+    exchange *ex = ex_of(p);
+    if (ex->field_done) {
+        ex->nhdrs++;
+        ex->field_done = false;
+    }
+    ex->head_done = true;
+    /* Stop here: the body waits until the handler asks for it. */
+    return HPE_PAUSED;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+    exchange *ex = ex_of(p);
+    sp_http_req *req = &ex->req;
+    req->body_seen += len;
+    if (req->body_seen > ex->conn->w->srv->cfg.max_body)
+        return stop_with(ex, 413, NULL);
+    if (ex->npieces == ex->pieces_cap) {
+        size_t cap = ex->pieces_cap ? ex->pieces_cap * 2 : 16;
+        sp_str *n = realloc(ex->pieces, cap * sizeof(*n));
+        if (!n)
+            return stop_with(ex, 500, "out of memory");
+        ex->pieces = n;
+        ex->pieces_cap = cap;
+    }
+    ex->pieces[ex->npieces++] = (sp_str){at, len};
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+    ex_of(p)->msg_done = true;
+    /* Leave the next pipelined request in the buffer for the next round. */
+    return HPE_PAUSED;
+}
+
+static void settings_init(void) {
+    llhttp_settings_init(&g_settings);
+    g_settings.on_url = on_url;
+    g_settings.on_header_field = on_header_field;
+    g_settings.on_header_field_complete = on_header_field_complete;
+    g_settings.on_header_value = on_header_value;
+    g_settings.on_header_value_complete = on_header_value_complete;
+    g_settings.on_headers_complete = on_headers_complete;
+    g_settings.on_body = on_body;
+    g_settings.on_message_complete = on_message_complete;
+}
+
+/* ---- Reading ------------------------------------------------------------ */
+
+typedef struct read_wait {
+    sp_future fut;
+    sp_timer timer;
+} read_wait;
+
+static void read_wait_expired(sp_cb *cb) {
+    read_wait *rw = sp_container_of(cb, read_wait, timer.cb);
+    if (rw->fut.state == SP_FUT_PENDING)
+        sp_future_set_error(&rw->fut, -ETIMEDOUT, NULL);
+}
+
+/* Waits for the next edge of readability, at most until deadline (ns). */
+static int wait_readable(sp_http_conn *c, int64_t deadline) {
+    if (c->readable)
+        return 0;
+    read_wait rw;
+    sp_future_init(&rw.fut);
+    sp_timer_init(&rw.timer, read_wait_expired);
+    sp_loop *loop = sp_loop_get();
+    sp_timer_arm(loop, &rw.timer, deadline);
+    c->read_waiter = &rw.fut;
+    int rc = sp_future_await(&rw.fut, NULL);
+    c->read_waiter = NULL;
+    sp_timer_disarm(loop, &rw.timer);
+    sp_future_fini(&rw.fut);
+    return rc;
+}
+
+/* Makes room at the end of rbuf. Before the head is complete the buffer may
+ * grow (it holds only offsets then); after, parsed body bytes are dropped so
+ * that the head's views stay put. */
+static int make_room(sp_http_conn *c, exchange *ex) {
+    if (c->rlen < c->rcap)
+        return 0;
+    if (ex && ex->head_done && ex->ppos > ex->head_end && ex->piece_next == ex->npieces) {
+        memmove(c->rbuf + ex->head_end, c->rbuf + ex->ppos, c->rlen - ex->ppos);
+        c->rlen -= ex->ppos - ex->head_end;
+        ex->ppos = ex->head_end;
+        ex->npieces = ex->piece_next = 0;
+        if (c->rlen < c->rcap)
+            return 0;
+    }
+    if (ex && ex->head_done)
+        return -ENOBUFS;
+    size_t cap = c->rcap ? c->rcap * 2 : RBUF_MIN;
+    char *n = realloc(c->rbuf, cap);
+    if (!n)
+        return -ENOMEM;
+    c->rbuf = n;
+    c->rcap = cap;
+    return 0;
+}
+
+/* Reads what the socket has into rbuf, waiting up to deadline. Returns the
+ * byte count, 0 at end of stream, or -ETIMEDOUT, -ECONNRESET, -ECANCELED. */
+static ssize_t fill(sp_http_conn *c, exchange *ex, int64_t deadline) {
+    int rc = make_room(c, ex);
+    if (rc != 0)
+        return rc;
+    for (;;) {
+        ssize_t n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+        if (n >= 0) {
+            c->rlen += (size_t)n;
+            return n;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN)
+            return -ECONNRESET;
+        c->readable = false;
+        rc = wait_readable(c, deadline);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+/* Feeds the parser what it has not seen. Returns 0, or -EBADMSG with
+ * ex->err_status set. */
+static int feed(exchange *ex) {
+    sp_http_conn *c = ex->conn;
+    /* With nothing new, the parser still runs once after the head: a message
+     * without a body completes without input. */
+    if (ex->ppos == c->rlen && (!ex->head_done || ex->msg_done))
+        return 0;
+    const char *start = c->rbuf + ex->ppos;
+    llhttp_errno_t e = llhttp_execute(&ex->parser, start, c->rlen - ex->ppos);
+    if (e == HPE_OK) {
+        ex->ppos = c->rlen;
+        return 0;
+    }
+    if (e == HPE_PAUSED) {
+        ex->ppos = (size_t)(llhttp_get_error_pos(&ex->parser) - c->rbuf);
+        llhttp_resume(&ex->parser);
+        return 0;
+    }
+    if (!ex->err_status) {
+        ex->err_status = 400;
+        ex->err_detail = llhttp_get_error_reason(&ex->parser);
+    }
+    return -EBADMSG;
+}
+
+/* Reads and parses one request head. Returns 0, 1 when the client closed
+ * the connection cleanly before a new request, or an error (err_status set
+ * when a response is due). */
+static int read_head(exchange *ex, int64_t deadline) {
+    sp_http_conn *c = ex->conn;
+    size_t max_head = c->w->srv->cfg.max_header_bytes;
+    for (;;) {
+        int rc = feed(ex);
+        if (rc != 0)
+            return rc;
+        if (ex->head_done) {
+            ex->head_end = ex->ppos;
+            return 0;
+        }
+        if (ex->ppos > max_head) {
+            ex->err_status = ex->url.len && !ex->nhdrs && !ex->names[0].len ? 414 : 431;
+            return -EBADMSG;
+        }
+        ssize_t n = fill(c, ex, deadline);
+        if (n == 0) {
+            if (c->rlen == 0)
+                return 1;
+            c->keep_going = false;
+            return -ECONNRESET; /* cut off mid-head: nobody to answer */
+        }
+        if (n == -ETIMEDOUT) {
+            if (c->rlen == 0)
+                return 1;
+            ex->err_status = 408;
+            return -ETIMEDOUT;
+        }
+        if (n < 0)
+            return (int)n;
+    }
+}
+
+/* ---- Body ---------------------------------------------------------------- */
+
+int sp_http_conn_read_body(sp_http_req *req, sp_str *piece) {
+    sp_http_conn *c = req->conn;
+    exchange *ex = sp_container_of(req, exchange, req);
+    if (req->body_state == BODY_FAILED)
+        return req->body_err;
+    if (req->expect_continue && !ex->resp.head_sent) {
+        req->expect_continue = false;
+        struct iovec iov = {"HTTP/1.1 100 Continue\r\n\r\n", 25};
+        int rc = sp_http_write_all(c, &iov, 1);
+        if (rc != 0)
+            return rc;
+    }
+    double body_timeout = c->w->srv->cfg.body_timeout;
+    for (;;) {
+        if (ex->piece_next < ex->npieces) {
+            *piece = ex->pieces[ex->piece_next++];
+            return 0;
+        }
+        if (ex->msg_done) {
+            req->body_state = BODY_DONE;
+            *piece = (sp_str){"", 0};
+            return 0;
+        }
+        ex->npieces = ex->piece_next = 0;
+        int rc = feed(ex);
+        if (rc == 0 && (ex->npieces || ex->msg_done))
+            continue;
+        ssize_t n = rc ? rc : fill(c, ex, sp_deadline_after(body_timeout));
+        if (n > 0)
+            continue;
+        if (n == 0)
+            n = -ECONNRESET;
+        if (ex->err_status == 413)
+            n = -EMSGSIZE;
+        else if (ex->err_status)
+            n = -EBADMSG;
+        c->keep_going = false;
+        req->body_state = BODY_FAILED;
+        req->body_err = (int)n;
+        return (int)n;
+    }
+}
+
+int sp_http_req_read(sp_http_req *req, sp_str *chunk) {
+    if (req->body_state == BODY_DONE) {
+        *chunk = (sp_str){"", 0};
+        return 0;
+    }
+    req->body_state = req->body_state == BODY_FAILED ? BODY_FAILED : BODY_STREAMING;
+    return sp_http_conn_read_body(req, chunk);
+}
+
+int sp_http_req_body(sp_http_req *req, sp_str *body) {
+    if (req->body_state == BODY_DONE && req->body.ptr) {
+        *body = req->body;
+        return 0;
+    }
+    if (req->body_state == BODY_STREAMING || (req->body_state == BODY_DONE && !req->body.ptr))
+        return -EALREADY;
+    sp_str first = {NULL, 0};
+    for (;;) {
+        sp_str piece;
+        int rc = sp_http_conn_read_body(req, &piece);
+        if (rc != 0)
+            return rc;
+        if (piece.len == 0)
+            break;
+        if (!first.ptr && !req->body_buf) {
+            first = piece; /* one piece (the usual case): no copy */
+            continue;
+        }
+        size_t need = req->body_len + first.len + piece.len;
+        if (need > req->body_cap) {
+            size_t cap = req->body_cap ? req->body_cap : 4096;
+            while (cap < need)
+                cap *= 2;
+            char *n = realloc(req->body_buf, cap);
+            if (!n)
+                return -ENOMEM;
+            req->body_buf = n;
+            req->body_cap = cap;
+        }
+        if (first.ptr) {
+            memcpy(req->body_buf, first.ptr, first.len);
+            req->body_len = first.len;
+            first = (sp_str){NULL, 0};
+        }
+        memcpy(req->body_buf + req->body_len, piece.ptr, piece.len);
+        req->body_len += piece.len;
+    }
+    req->body = req->body_buf ? (sp_str){req->body_buf, req->body_len}
+                              : (first.ptr ? first : (sp_str){"", 0});
+    *body = req->body;
+    return 0;
+}
+
+/* After the handler: reads and drops a small unread body so the connection
+ * can serve the next request; a large one closes the connection instead. */
+static void finish_body(exchange *ex) {
+    sp_http_req *req = &ex->req;
+    sp_http_conn *c = ex->conn;
+    if (ex->msg_done || !c->keep_going)
+        return;
+    if (req->expect_continue) {
+        /* We never asked for the body: the client may not send it. */
+        c->keep_going = false;
+        return;
+    }
+    uint64_t left = ex->parser.content_length;
+    if ((ex->parser.flags & F_CONTENT_LENGTH) && left > DRAIN_MAX) {
+        c->keep_going = false;
+        return;
+    }
+    size_t dropped = 0;
+    while (!ex->msg_done && c->keep_going) {
+        sp_str piece;
+        if (sp_http_conn_read_body(req, &piece) != 0 || (dropped += piece.len) > DRAIN_MAX)
+            c->keep_going = false;
+        else if (piece.len == 0)
+            break;
+    }
+}
+
+/* ---- Dispatch ------------------------------------------------------------ */
+
+static void build_request(exchange *ex) {
+    sp_http_conn *c = ex->conn;
+    sp_http_req *req = &ex->req;
+    const char *b = c->rbuf;
+    req->conn = c;
+    req->method = sp_str_c(llhttp_method_name((llhttp_method_t)ex->parser.method));
+    req->target = (sp_str){b + ex->url.off, ex->url.len};
+    req->version = ex->parser.http_major * 10 + ex->parser.http_minor;
+    req->keep_alive = llhttp_should_keep_alive(&ex->parser);
+    ex->resp.head_only = ex->parser.method == HTTP_HEAD;
+    req->hdrs = ex->hdrs;
+    req->nhdrs = ex->nhdrs;
+    for (size_t i = 0; i < ex->nhdrs; i++) {
+        ex->hdrs[i].name = (sp_str){b + ex->names[i].off, ex->names[i].len};
+        ex->hdrs[i].value = (sp_str){b + ex->values[i].off, ex->values[i].len};
+    }
+}
+
+/* Checks what llhttp leaves to us; returns an error status or 0. */
+static int validate(exchange *ex, const char **detail) {
+    sp_http_req *req = &ex->req;
+    size_t hosts = 0;
+    for (size_t i = 0; i < req->nhdrs; i++) {
+        sp_str n = req->hdrs[i].name, v = req->hdrs[i].value;
+        if (!sp_http_is_token(n)) {
+            /* "Host : x" must not pass as a header named "Host " (RFC 9112 5.1). */
+            *detail = "invalid header field name";
+            return 400;
+        }
+        if (sp_str_eq_case(n, sp_str_c("host")))
+            hosts++;
+        else if (sp_str_eq_case(n, sp_str_c("expect"))) {
+            if (!sp_str_eq_case(v, sp_str_c("100-continue"))) {
+                *detail = "unsupported expectation";
+                return 417;
+            }
+            req->expect_continue = req->version >= 11;
+        }
+    }
+    if (hosts > 1 || (hosts == 0 && req->version >= 11)) {
+        *detail = hosts ? "more than one Host header" : "missing Host header";
+        return 400;
+    }
+    if ((ex->parser.flags & F_CONTENT_LENGTH) &&
+        ex->parser.content_length > ex->conn->w->srv->cfg.max_body)
+        return 413;
+    /* Split the target into a decoded path and the raw query. */
+    const char *t = req->target.ptr;
+    size_t tlen = req->target.len;
+    if (tlen == 0 || (t[0] != '/' && !(tlen == 1 && t[0] == '*'))) {
+        /* absolute-form: keep the path part */
+        const char *s = memchr(t, '/', tlen);
+        const char *scheme = tlen > 3 ? memchr(t, ':', tlen) : NULL;
+        if (!scheme || !s || scheme[1] != '/' || scheme[2] != '/') {
+            *detail = "bad request-target";
+            return 400;
+        }
+        s = memchr(scheme + 3, '/', tlen - (size_t)(scheme + 3 - t));
+        if (!s)
+            s = t + tlen;
+        tlen -= (size_t)(s - t);
+        t = s;
+    }
+    const char *q = memchr(t, '?', tlen);
+    size_t plen = q ? (size_t)(q - t) : tlen;
+    req->query = q ? (sp_str){q + 1, tlen - plen - 1} : (sp_str){"", 0};
+    char *path = sp_task_alloc(plen + 2);
+    if (!path)
+        return 500;
+    int n = plen ? sp_http_decode_path(t, plen, path) : 0;
+    if (n < 0) {
+        *detail = "bad percent-encoding in path";
+        return 400;
+    }
+    if (n == 0)
+        path[n++] = '/';
+    path[n] = '\0';
+    req->path = (sp_str){path, (size_t)n};
+    return 0;
+}
+
+static int not_found(sp_http_req *req, sp_http_resp *resp, void *arg) {
+    (void)req, (void)arg;
+    return sp_http_send_error(resp, 404, NULL) == 0 ? 0 : -ECONNRESET;
+}
+
+static int not_allowed(sp_http_req *req, sp_http_resp *resp, void *arg) {
+    (void)arg;
+    char allow[128];
+    if (sp_router_allow(req->match, allow, sizeof(allow)) > 0)
+        sp_http_resp_header(resp, "Allow", allow);
+    resp->conn->keep_going = resp->conn->keep_going; /* 405 keeps the connection */
+    char body[64];
+    int n = snprintf(body, sizeof(body), "405 %s\n", sp_http_status_text(405));
+    return sp_http_resp_send(resp, 405, "text/plain; charset=utf-8", body, (size_t)n);
+}
+
+/* A route flagged SP_ROUTE_BLOCKING runs its handler on a to_thread worker. */
+typedef struct blocking_call {
+    sp_http_handler *handler;
+    void *arg;
+    sp_http_req *req;
+    sp_http_resp *resp;
+} blocking_call;
+
+static int blocking_thread(void *arg, void **result) {
+    (void)result;
+    blocking_call *bc = arg;
+    return bc->handler(bc->req, bc->resp, bc->arg);
+}
+
+static int run_blocking(sp_http_req *req, sp_http_resp *resp, void *arg) {
+    (void)arg;
+    /* The thread cannot suspend: read the body before it starts. */
+    sp_str body;
+    int rc = sp_http_req_body(req, &body);
+    if (rc != 0)
+        return rc;
+    blocking_call bc = {req->match->handler, req->match->arg, req, resp};
+    resp->buffered = true;
+    rc = sp_to_thread(blocking_thread, &bc, NULL, NULL);
+    resp->buffered = false;
+    int wrc = sp_http_resp_flush_buffered(resp);
+    return rc != 0 ? rc : wrc;
+}
+
+static int status_for(int err) {
+    switch (err) {
+    case -EMSGSIZE: return 413;
+    case -ETIMEDOUT: return 408;
+    case -EBADMSG: return 400;
+    default: return 500;
+    }
+}
+
+static void dispatch(exchange *ex) {
+    sp_http_conn *c = ex->conn;
+    sp_http_req *req = &ex->req;
+    sp_http_resp *resp = &ex->resp;
+    int rc = sp_router_match(c->w->srv->router, req->method, req->path, &ex->match);
+    req->match = &ex->match;
+    sp_http_handler *h = ex->match.handler;
+    void *harg = ex->match.arg;
+    if (rc == -ENOENT)
+        h = not_found;
+    else if (rc == -EOPNOTSUPP)
+        h = not_allowed;
+    else if (ex->match.flags & SP_ROUTE_BLOCKING)
+        h = run_blocking;
+    c->in_handler = true;
+    rc = sp_router_dispatch(&ex->match, h, harg, req, resp);
+    c->in_handler = false;
+
+    if (rc == 0 && !resp->head_sent) {
+        sp_log_warn("route '%s' (task '%s') returned without a response", sp_http_req_route(req),
+                    sp_task_name(sp_task_current()));
+        sp_http_send_error(resp, 500, NULL);
+    } else if (rc == 0 && resp->streaming && !resp->finished) {
+        sp_http_resp_end(resp);
+    } else if (rc != 0) {
+        c->keep_going = false;
+        if (rc == -ECANCELED || rc == -ECONNRESET || rc == -EPIPE)
+            return; /* the client is gone, or we are shutting down */
+        const char *msg = NULL;
+        sp_task_error(sp_task_current(), &msg);
+        if (rc != -EMSGSIZE && rc != -ETIMEDOUT)
+            sp_log_warn("route '%s' (task '%s') failed: %s", sp_http_req_route(req),
+                        sp_task_name(sp_task_current()), strerror(-rc));
+        if (!resp->head_sent)
+            sp_http_send_error(resp, status_for(rc), NULL);
+    }
+}
+
+/* ---- The connection task -------------------------------------------------- */
+
+static void exchange_init(exchange *ex, sp_http_conn *c, const llhttp_t *parser) {
+    memset(ex, 0, offsetof(exchange, hdrs));
+    ex->conn = c;
+    if (parser) {
+        ex->parser = *parser;
+    } else {
+        llhttp_init(&ex->parser, HTTP_REQUEST, &g_settings);
+    }
+    ex->parser.data = ex;
+    sp_http_resp_init(&ex->resp, c, &ex->req);
+}
+
+static void exchange_fini(exchange *ex) {
+    sp_http_resp_fini(&ex->resp);
+    free(ex->req.body_buf);
+    free(ex->pieces);
+}
+
+/* Moves the bytes after this request (the next pipelined one) to the start. */
+static void consume(sp_http_conn *c, exchange *ex) {
+    memmove(c->rbuf, c->rbuf + ex->ppos, c->rlen - ex->ppos);
+    c->rlen -= ex->ppos;
+}
+
+static void conn_go_idle(sp_http_conn *c) {
+    free(c->rbuf);
+    c->rbuf = NULL;
+    c->rlen = c->rcap = 0;
+    sp_timer_arm(sp_loop_get(), &c->idle_timer, sp_deadline_after(c->w->srv->cfg.idle_timeout));
+}
+
+static int conn_task(void *arg, void **result) {
+    (void)result;
+    sp_http_conn *c = arg;
+    llhttp_t parser;
+    llhttp_init(&parser, HTTP_REQUEST, &g_settings);
+    const sp_http_config *cfg = &c->w->srv->cfg;
+    int64_t deadline = sp_deadline_after(cfg->header_timeout);
+    for (;;) {
+        exchange ex;
+        exchange_init(&ex, c, &parser);
+        int rc = read_head(&ex, deadline);
+        if (rc == 0) {
+            build_request(&ex);
+            const char *detail = NULL;
+            int status = validate(&ex, &detail);
+            if (status) {
+                sp_http_send_error(&ex.resp, status, detail);
+            } else {
+                dispatch(&ex);
+                finish_body(&ex);
+            }
+        } else if (ex.err_status && rc != 1) {
+            build_request(&ex);
+            ex.req.keep_alive = false;
+            sp_http_send_error(&ex.resp, ex.err_status, ex.err_detail);
+        } else {
+            c->keep_going = false;
+        }
+        bool done = ex.msg_done;
+        parser = ex.parser;
+        parser.data = NULL;
+        if (done)
+            consume(c, &ex);
+        exchange_fini(&ex);
+        if (!c->keep_going || !done)
+            break;
+        /* What the handler allocated and deferred belongs to this request. */
+        sp_task_run_cleanups(sp_task_current());
+        if (c->rlen == 0) {
+            /* Nothing buffered: drain the socket's edge before going idle. */
+            ssize_t n = c->readable ? fill(c, NULL, sp_now_ns()) : -EAGAIN;
+            if (n == 0 || (n < 0 && n != -ETIMEDOUT && n != -EAGAIN)) {
+                c->keep_going = false;
+                break;
+            }
+            if (c->rlen == 0) {
+                c->task = NULL;
+                conn_go_idle(c);
+                return 0;
+            }
+        }
+        deadline = sp_deadline_after(cfg->header_timeout);
+    }
+    c->task = NULL;
+    sp_http_conn_close(c);
+    return 0;
+}
+
+/* ---- Connection lifecycle -------------------------------------------------- */
+
+static void conn_readable(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    sp_http_conn *c = arg;
+    c->readable = true;
+    if (c->closing)
+        return;
+    if (!c->task) {
+        sp_timer_disarm(sp_loop_get(), &c->idle_timer);
+        if (sp_spawn(&c->task, NULL, conn_task, c) != 0) {
+            sp_http_conn_close(c);
+            return;
+        }
+        sp_task_release(c->task); /* the task lives until it ends; c->task is borrowed */
+        return;
+    }
+    if (c->read_waiter) {
+        if (c->read_waiter->state == SP_FUT_PENDING)
+            sp_future_set_result(c->read_waiter, NULL);
+        return;
+    }
+    if (c->in_handler) {
+        /* Bytes or an end of stream while the handler runs: only the latter
+         * (the client went away) cancels it. */
+        char b;
+        ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            c->keep_going = false;
+            sp_task_cancel(c->task);
+        } else if (n < 0) {
+            c->readable = false;
+        }
+    }
+}
+
+static void idle_expired(sp_cb *cb) {
+    sp_http_conn *c = sp_container_of(cb, sp_http_conn, idle_timer.cb);
+    sp_http_conn_close(c);
+}
+
+sp_http_conn *sp_http_conn_new(sp_http_worker *w, int fd, const struct sockaddr *peer,
+                               socklen_t len) {
+    pthread_once(&g_settings_once, settings_init);
+    sp_http_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->w = w;
+    c->fd = fd;
+    c->keep_going = true;
+    c->peer_len = len <= (socklen_t)sizeof(c->peer) ? len : (socklen_t)sizeof(c->peer);
+    memcpy(&c->peer, peer, c->peer_len);
+    sp_timer_init(&c->idle_timer, idle_expired);
+    sp_loop *loop = sp_loop_get();
+    if (event_assign(&c->ev, loop->base, fd, EV_READ | EV_ET | EV_PERSIST, conn_readable, c) != 0 ||
+        event_add(&c->ev, NULL) != 0) {
+        free(c);
+        return NULL;
+    }
+    /* Until the first request arrives, the header timeout applies. */
+    sp_timer_arm(loop, &c->idle_timer, sp_deadline_after(w->srv->cfg.header_timeout));
+    sp_list_push_back(&w->conns, &c->link);
+    w->nconns++;
+    return c;
+}
+
+void sp_http_conn_drain(sp_http_conn *c) {
+    c->keep_going = false;
+    if (!c->task)
+        sp_http_conn_close(c);
+}
+
+void sp_http_conn_close(sp_http_conn *c) {
+    if (c->task) {
+        /* The task owns the connection: it closes it on its way out. */
+        c->keep_going = false;
+        sp_task_cancel(c->task);
+        return;
+    }
+    sp_http_worker *w = c->w;
+    c->closing = true;
+    event_del(&c->ev);
+    sp_timer_disarm(sp_loop_get(), &c->idle_timer);
+    close(c->fd);
+    free(c->rbuf);
+    sp_list_remove(&c->link);
+    w->nconns--;
+    free(c);
+    sp_http_worker_conn_closed(w);
+}

@@ -1,0 +1,401 @@
+/* Responses: the head (status line, cached Date, headers), whole bodies in
+ * one sendmsg with their head, files with sendfile, chunked streaming and
+ * server-sent events, and the write loop that waits while the client is slow. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <spindle/io.h>
+
+#include "internal.h"
+
+const char *sp_http_status_text(int status) {
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return status < 200 ? "Informational" : status < 300 ? "Success"
+                  : status < 400 ? "Redirection" : status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+void sp_http_resp_init(sp_http_resp *resp, sp_http_conn *c, sp_http_req *req) {
+    memset(resp, 0, sizeof(*resp));
+    resp->conn = c;
+    resp->req = req;
+    resp->head_only = req->method.len == 4 && memcmp(req->method.ptr, "HEAD", 4) == 0;
+}
+
+void sp_http_resp_fini(sp_http_resp *resp) {
+    free(resp->hdrs);
+    free(resp->out);
+    resp->hdrs = resp->out = NULL;
+}
+
+bool sp_http_resp_started(const sp_http_resp *resp) {
+    return resp->head_sent;
+}
+
+int sp_http_resp_status(const sp_http_resp *resp) {
+    return resp->status;
+}
+
+/* "Date: <IMF-fixdate>\r\n", formatted at most once a second per worker. */
+static sp_str date_line(sp_http_worker *w) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    if (ts.tv_sec != w->date_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        w->date_len = strftime(w->date, sizeof(w->date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        w->date_sec = ts.tv_sec;
+    }
+    return (sp_str){w->date, w->date_len};
+}
+
+static bool is_tchar(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+bool sp_http_is_token(sp_str s) {
+    if (s.len == 0)
+        return false;
+    for (size_t i = 0; i < s.len; i++)
+        if (!is_tchar((unsigned char)s.ptr[i]))
+            return false;
+    return true;
+}
+
+int sp_http_resp_header(sp_http_resp *resp, const char *name, const char *value) {
+    if (resp->head_sent)
+        return -EALREADY;
+    size_t nlen = strlen(name), vlen = strlen(value);
+    if (!sp_http_is_token((sp_str){name, nlen}))
+        return -EINVAL;
+    if (strpbrk(value, "\r\n"))
+        return -EINVAL;
+    size_t need = resp->hdrs_len + nlen + vlen + 4;
+    if (need > resp->hdrs_cap) {
+        size_t cap = resp->hdrs_cap ? resp->hdrs_cap * 2 : 256;
+        while (cap < need)
+            cap *= 2;
+        char *p = realloc(resp->hdrs, cap);
+        if (!p)
+            return -ENOMEM;
+        resp->hdrs = p;
+        resp->hdrs_cap = cap;
+    }
+    char *p = resp->hdrs + resp->hdrs_len;
+    memcpy(p, name, nlen);
+    p[nlen] = ':';
+    p[nlen + 1] = ' ';
+    memcpy(p + nlen + 2, value, vlen);
+    p[nlen + 2 + vlen] = '\r';
+    p[nlen + 3 + vlen] = '\n';
+    resp->hdrs_len = need;
+    return 0;
+}
+
+/* Whether the connection stays open after this response. */
+static bool keeps_alive(const sp_http_resp *resp) {
+    return resp->req->keep_alive && resp->conn->keep_going;
+}
+
+/* Builds the head into buf (which holds at least 512 bytes plus the extra
+ * headers). body_len < 0 means a streamed body. Returns its length. */
+static size_t build_head(sp_http_resp *resp, char *buf, size_t cap, int status,
+                         const char *ctype, long long body_len) {
+    sp_http_worker *w = resp->conn->w;
+    sp_str date = date_line(w);
+    int n = snprintf(buf, cap, "HTTP/1.1 %d %s\r\nServer: spindle\r\n%.*s", status,
+                     sp_http_status_text(status), (int)date.len, date.ptr);
+    if (ctype)
+        n += snprintf(buf + n, cap - (size_t)n, "Content-Type: %s\r\n", ctype);
+    if (body_len >= 0) {
+        n += snprintf(buf + n, cap - (size_t)n, "Content-Length: %lld\r\n", body_len);
+    } else if (resp->chunked) {
+        n += snprintf(buf + n, cap - (size_t)n, "Transfer-Encoding: chunked\r\n");
+    }
+    bool alive = keeps_alive(resp) && (body_len >= 0 || resp->chunked);
+    if (!alive) {
+        resp->conn->keep_going = false;
+        n += snprintf(buf + n, cap - (size_t)n, "Connection: close\r\n");
+    } else if (resp->req->version == 10) {
+        n += snprintf(buf + n, cap - (size_t)n, "Connection: keep-alive\r\n");
+    }
+    if (resp->hdrs_len && (size_t)n + resp->hdrs_len + 2 < cap) {
+        memcpy(buf + n, resp->hdrs, resp->hdrs_len);
+        n += (int)resp->hdrs_len;
+    }
+    buf[n++] = '\r';
+    buf[n++] = '\n';
+    resp->status = status;
+    resp->head_sent = true;
+    return (size_t)n;
+}
+
+/* Sends every byte of iov, waiting for the socket when it is full. */
+int sp_http_write_all(sp_http_conn *c, const struct iovec *iov_in, int iovcnt) {
+    struct iovec iov[8];
+    if (iovcnt > 8)
+        return -EINVAL;
+    memcpy(iov, iov_in, sizeof(*iov) * (size_t)iovcnt);
+    struct iovec *v = iov;
+    int n = iovcnt;
+    double timeout = c->w->srv->cfg.write_timeout;
+    while (n > 0) {
+        struct msghdr msg = {.msg_iov = v, .msg_iovlen = (size_t)n};
+        ssize_t w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                int rc = sp_io_wait(c->fd, SP_IO_WRITE, timeout);
+                if (rc != 0) {
+                    c->keep_going = false;
+                    return rc;
+                }
+                continue;
+            }
+            c->keep_going = false;
+            return errno == EPIPE ? -EPIPE : -ECONNRESET;
+        }
+        size_t left = (size_t)w;
+        while (n > 0 && left >= v->iov_len) {
+            left -= v->iov_len;
+            v++;
+            n--;
+        }
+        if (n > 0) {
+            v->iov_base = (char *)v->iov_base + left;
+            v->iov_len -= left;
+        }
+    }
+    return 0;
+}
+
+/* Sends the head (content_length < 0: a streamed body) followed by body. */
+/* Writes iov, or collects it while a blocking handler's thread answers. */
+static int resp_out(sp_http_resp *resp, const struct iovec *iov, int n) {
+    if (!resp->buffered)
+        return sp_http_write_all(resp->conn, iov, n);
+    for (int i = 0; i < n; i++) {
+        size_t need = resp->out_len + iov[i].iov_len;
+        if (need > resp->out_cap) {
+            size_t cap = resp->out_cap ? resp->out_cap * 2 : 1024;
+            while (cap < need)
+                cap *= 2;
+            char *p = realloc(resp->out, cap);
+            if (!p)
+                return -ENOMEM;
+            resp->out = p;
+            resp->out_cap = cap;
+        }
+        memcpy(resp->out + resp->out_len, iov[i].iov_base, iov[i].iov_len);
+        resp->out_len = need;
+    }
+    return 0;
+}
+
+int sp_http_resp_flush_buffered(sp_http_resp *resp) {
+    if (!resp->out_len)
+        return 0;
+    struct iovec iov = {resp->out, resp->out_len};
+    resp->out_len = 0;
+    return sp_http_write_all(resp->conn, &iov, 1);
+}
+
+static int send_head(sp_http_resp *resp, int status, const char *ctype, long long content_length,
+                     const void *body, size_t len) {
+    if (resp->head_sent)
+        return -EALREADY;
+    size_t cap = 512 + resp->hdrs_len;
+    char small[1024];
+    char *head = cap <= sizeof(small) ? small : malloc(cap);
+    if (!head)
+        return -ENOMEM;
+    size_t hlen = build_head(resp, head, cap, status, ctype, content_length);
+    struct iovec iov[2] = {{head, hlen}, {(void *)body, len}};
+    int n = (len && !resp->head_only) ? 2 : 1;
+    int rc = resp_out(resp, iov, n);
+    if (head != small)
+        free(head);
+    if (rc == 0 && n == 2)
+        resp->body_bytes += len;
+    return rc;
+}
+
+int sp_http_resp_send(sp_http_resp *resp, int status, const char *content_type, const void *body,
+                      size_t len) {
+    int rc = send_head(resp, status, content_type, (long long)len, body, len);
+    if (rc == 0)
+        resp->finished = true;
+    return rc;
+}
+
+int sp_http_resp_text(sp_http_resp *resp, int status, const char *content_type, const char *body) {
+    return sp_http_resp_send(resp, status, content_type, body, strlen(body));
+}
+
+int sp_http_send_error(sp_http_resp *resp, int status, const char *detail) {
+    resp->conn->keep_going = false;
+    char body[256];
+    int n = snprintf(body, sizeof(body), "%d %s%s%s\n", status, sp_http_status_text(status),
+                     detail ? ": " : "", detail ? detail : "");
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof(body))
+        n = sizeof(body) - 1;
+    return sp_http_resp_send(resp, status, "text/plain; charset=utf-8", body, (size_t)n);
+}
+
+int sp_http_resp_send_file(sp_http_resp *resp, int status, const char *content_type, int fd,
+                           off_t offset, size_t len) {
+    if (resp->buffered)
+        return -ENOTSUP;
+    int rc = send_head(resp, status, content_type, (long long)len, NULL, 0);
+    if (rc != 0 || resp->head_only) {
+        resp->finished = rc == 0;
+        return rc;
+    }
+    sp_http_conn *c = resp->conn;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t n = sendfile(c->fd, fd, &offset, left);
+        if (n > 0) {
+            left -= (size_t)n;
+            resp->body_bytes += (uint64_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            rc = sp_io_wait(c->fd, SP_IO_WRITE, c->w->srv->cfg.write_timeout);
+            if (rc == 0)
+                continue;
+        } else {
+            /* The length is promised: a short file or a dead peer ends the
+             * connection. */
+            rc = n == 0 ? -EIO : (errno == EPIPE || errno == ECONNRESET) ? -ECONNRESET : -errno;
+        }
+        c->keep_going = false;
+        return rc;
+    }
+    resp->finished = true;
+    return 0;
+}
+
+int sp_http_resp_start(sp_http_resp *resp, int status, const char *content_type) {
+    if (resp->head_sent)
+        return -EALREADY;
+    if (resp->buffered)
+        return -ENOTSUP;
+    resp->chunked = resp->req->version >= 11;
+    resp->streaming = true;
+    return send_head(resp, status, content_type, -1, NULL, 0);
+}
+
+int sp_http_resp_write(sp_http_resp *resp, const void *data, size_t len) {
+    if (!resp->streaming || resp->finished)
+        return -EINVAL;
+    if (len == 0 || resp->head_only)
+        return 0;
+    int rc;
+    if (resp->chunked) {
+        char size[24];
+        int n = snprintf(size, sizeof(size), "%zx\r\n", len);
+        struct iovec iov[3] = {{size, (size_t)n}, {(void *)data, len}, {"\r\n", 2}};
+        rc = resp_out(resp, iov, 3);
+    } else {
+        struct iovec iov[1] = {{(void *)data, len}};
+        rc = resp_out(resp, iov, 1);
+    }
+    if (rc == 0)
+        resp->body_bytes += len;
+    return rc;
+}
+
+int sp_http_resp_end(sp_http_resp *resp) {
+    if (!resp->streaming || resp->finished)
+        return -EINVAL;
+    resp->finished = true;
+    if (!resp->chunked || resp->head_only)
+        return 0;
+    struct iovec iov[1] = {{"0\r\n\r\n", 5}};
+    return sp_http_write_all(resp->conn, iov, 1);
+}
+
+int sp_http_sse_start(sp_http_resp *resp) {
+    int rc = sp_http_resp_header(resp, "Cache-Control", "no-cache");
+    if (rc == 0)
+        rc = sp_http_resp_start(resp, 200, "text/event-stream");
+    return rc;
+}
+
+int sp_http_sse_send(sp_http_resp *resp, const char *event, const char *data, const char *id) {
+    if ((event && strpbrk(event, "\r\n")) || (id && strpbrk(id, "\r\n")))
+        return -EINVAL;
+    size_t dlen = data ? strlen(data) : 0, lines = 1;
+    for (size_t i = 0; i < dlen; i++)
+        lines += data[i] == '\n';
+    size_t cap = dlen + lines * 7 + (event ? strlen(event) + 8 : 0) + (id ? strlen(id) + 5 : 0) + 2;
+    char *buf = malloc(cap);
+    if (!buf)
+        return -ENOMEM;
+    size_t n = 0;
+    if (event)
+        n += (size_t)sprintf(buf + n, "event: %s\n", event);
+    if (id)
+        n += (size_t)sprintf(buf + n, "id: %s\n", id);
+    const char *p = data ? data : "";
+    for (;;) {
+        const char *nl = strchr(p, '\n');
+        size_t l = nl ? (size_t)(nl - p) : strlen(p);
+        memcpy(buf + n, "data: ", 6);
+        memcpy(buf + n + 6, p, l);
+        n += 6 + l;
+        buf[n++] = '\n';
+        if (!nl)
+            break;
+        p = nl + 1;
+    }
+    buf[n++] = '\n';
+    int rc = sp_http_resp_write(resp, buf, n);
+    free(buf);
+    return rc;
+}
