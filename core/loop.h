@@ -62,7 +62,7 @@ int sp_task_suspend_on(sp_future *f);
  * (offload.c). */
 void sp_offload_shutdown(sp_loop *loop);
 
-/* Logs a warning line prefixed with "spindle: " to stderr. */
+/* Logs a warning through the error log (spindle/log.h): never blocks. */
 void sp_log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

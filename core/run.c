@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <spindle/log.h>
+
 #include "task_impl.h"
 
 static _Thread_local sp_loop *tl_loop;
@@ -18,17 +20,10 @@ sp_loop *sp_loop_get(void) {
 }
 
 void sp_log_warn(const char *fmt, ...) {
-    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+    sp_logv(SP_LOG_WARN, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n > sizeof(line) - 2)
-        n = sizeof(line) - 2;
-    line[n] = '\n';
-    fprintf(stderr, "spindle: %.*s", n + 1, line);
 }
 
 static void timer_ev_noop(evutil_socket_t fd, short what, void *arg) {
@@ -182,6 +177,9 @@ int sp_run_config(const sp_config *cfg, sp_task_fn *main, void *arg, void **resu
     }
     tl_loop = NULL;
     loop_destroy(loop);
+    /* The loop is gone: waiting for the log writer blocks no one, and the
+     * shutdown warnings reach the file before the program exits. */
+    sp_log_flush();
     return rc;
 }
 

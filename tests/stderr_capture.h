@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <spindle/log.h>
 
 typedef struct stderr_capture {
     int saved;
@@ -14,6 +15,7 @@ typedef struct stderr_capture {
 } stderr_capture;
 
 __attribute__((unused)) static void capture_begin(stderr_capture *c) {
+    sp_log_flush(); /* the log writer thread writes to fd 2 itself */
     fflush(stderr);
     snprintf(c->path, sizeof(c->path), "/tmp/sp-stderr-%d-XXXXXX", (int)getpid());
     int fd = mkstemp(c->path);
@@ -24,6 +26,7 @@ __attribute__((unused)) static void capture_begin(stderr_capture *c) {
 
 /* Restores stderr and returns what was written (malloc'ed, NUL-terminated). */
 __attribute__((unused)) static char *capture_end(stderr_capture *c) {
+    sp_log_flush();
     fflush(stderr);
     dup2(c->saved, 2);
     close(c->saved);

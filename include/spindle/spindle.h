@@ -12,5 +12,6 @@
 #include <spindle/ratelimit.h>
 #include <spindle/http.h>
 #include <spindle/router.h>
+#include <spindle/log.h>
 
 #endif
