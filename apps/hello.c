@@ -10,6 +10,9 @@
  *   GET  /users/:id   a path parameter */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +154,14 @@ int main(int argc, char **argv) {
     sp_router_add(r, "GET", "/blocking", blocking, NULL, SP_ROUTE_BLOCKING);
     sp_router_add(r, "GET", "/users/:id", user, NULL, 0);
 
+    /* SIGTERM and SIGINT are read by sp_http_server_run; block them already,
+     * so that one arriving once "listening" is printed, before the run
+     * starts, waits for it instead of killing the process. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     sp_http_server *srv;
     int rc = sp_http_server_create(&srv, &cfg, r);
     if (rc != 0) {
@@ -158,8 +169,9 @@ int main(int argc, char **argv) {
         sp_router_destroy(r);
         return 1;
     }
-    printf("hello: listening on http://%s:%d/ with %d workers\n", cfg.host,
-           sp_http_server_port(srv), cfg.workers);
+    bool v6 = strchr(cfg.host, ':') != NULL;
+    printf("hello: listening on http://%s%s%s:%d/ with %d workers\n", v6 ? "[" : "", cfg.host,
+           v6 ? "]" : "", sp_http_server_port(srv), cfg.workers);
     fflush(stdout);
     rc = sp_http_server_run(srv);
     sp_http_server_destroy(srv);

@@ -18,6 +18,7 @@
 
 #define RBUF_MIN 4096
 #define DRAIN_MAX (64 * 1024) /* unread body bytes read and dropped to keep the connection */
+#define LINGER_SECS 2.0       /* longest lingering close, see linger() */
 
 typedef struct span {
     uint32_t off, len;
@@ -72,8 +73,19 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
     return 0;
 }
 
+/* Trailer fields of a chunked body are parsed and dropped; their bytes count
+ * toward the body limit, so an endless trailer section ends as a long body does. */
+static int trailer_bytes(exchange *ex, size_t len) {
+    ex->req.body_seen += len;
+    if (ex->req.body_seen > ex->conn->w->srv->cfg.max_body)
+        return stop_with(ex, 413, NULL);
+    return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
     exchange *ex = ex_of(p);
+    if (ex->head_done)
+        return trailer_bytes(ex, len);
     if (ex->field_done) {
         ex->nhdrs++;
         ex->field_done = false;
@@ -93,12 +105,25 @@ static int on_header_field_complete(llhttp_t *p) {
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
     exchange *ex = ex_of(p);
-    span_add(ex, &ex->values[ex->nhdrs], at, len);
+    if (ex->head_done)
+        return trailer_bytes(ex, len);
+    if (len == 0)
+        return 0; /* an empty value, reported where the next line starts */
+    /* The pieces of a value follow its colon and each other in rbuf, with only
+     * whitespace between. A line break there is an obs-fold, which llhttp
+     * accepts and would splice into the value: refuse it (RFC 9112 5.2). */
+    span *v = &ex->values[ex->nhdrs], *n = &ex->names[ex->nhdrs];
+    const char *from = ex->conn->rbuf + (v->len ? v->off + v->len : n->off + n->len + 1);
+    if (memchr(from, '\n', (size_t)(at - from)))
+        return stop_with(ex, 400, "obsolete line folding");
+    span_add(ex, v, at, len);
     return 0;
 }
 
 static int on_header_value_complete(llhttp_t *p) {
     exchange *ex = ex_of(p);
+    if (ex->head_done)
+        return 0;
     /* The next field starts a new header (an empty value gets no callback). */
     ex->field_done = true;
     return 0;
@@ -111,6 +136,9 @@ static int on_headers_complete(llhttp_t *p) {
         ex->field_done = false;
     }
     ex->head_done = true;
+    /* No other protocol is offered: an Upgrade request is served as a plain
+     * one, and the bytes after it are the next request (RFC 9110 7.8). */
+    p->upgrade = 0;
     /* Stop here: the body waits until the handler asks for it. */
     return HPE_PAUSED;
 }
@@ -118,6 +146,10 @@ static int on_headers_complete(llhttp_t *p) {
 static int on_body(llhttp_t *p, const char *at, size_t len) {
     exchange *ex = ex_of(p);
     sp_http_req *req = &ex->req;
+    /* llhttp reports an open body span at the end of every execute, even an
+     * empty one: an empty piece would read as the end of the body. */
+    if (len == 0)
+        return 0;
     req->body_seen += len;
     if (req->body_seen > ex->conn->w->srv->cfg.max_body)
         return stop_with(ex, 413, NULL);
@@ -206,8 +238,9 @@ static int make_room(sp_http_conn *c, exchange *ex) {
     return 0;
 }
 
-/* Reads what the socket has into rbuf, waiting up to deadline. Returns the
- * byte count, 0 at end of stream, or -ETIMEDOUT, -ECONNRESET, -ECANCELED. */
+/* Reads what the socket has into rbuf, waiting up to deadline (0: not at all,
+ * -EAGAIN). Returns the byte count, 0 at end of stream, or -ETIMEDOUT,
+ * -ECONNRESET, -ECANCELED. */
 static ssize_t fill(sp_http_conn *c, exchange *ex, int64_t deadline) {
     int rc = make_room(c, ex);
     if (rc != 0)
@@ -223,6 +256,8 @@ static ssize_t fill(sp_http_conn *c, exchange *ex, int64_t deadline) {
         if (errno != EAGAIN)
             return -ECONNRESET;
         c->readable = false;
+        if (deadline == 0)
+            return -EAGAIN;
         rc = wait_readable(c, deadline);
         if (rc != 0)
             return rc;
@@ -265,13 +300,18 @@ static int read_head(exchange *ex, int64_t deadline) {
         int rc = feed(ex);
         if (rc != 0)
             return rc;
-        if (ex->head_done) {
-            ex->head_end = ex->ppos;
-            return 0;
-        }
+        /* The whole head may have come in one read: check its size either way. */
         if (ex->ppos > max_head) {
             ex->err_status = ex->url.len && !ex->nhdrs && !ex->names[0].len ? 414 : 431;
             return -EBADMSG;
+        }
+        if (ex->head_done) {
+            ex->head_end = ex->ppos;
+            /* The head's views are taken next and must stay put: leave room
+             * behind it for the body. */
+            if (ex->head_end == c->rcap)
+                return make_room(c, NULL);
+            return 0;
         }
         ssize_t n = fill(c, ex, deadline);
         if (n == 0) {
@@ -345,7 +385,25 @@ int sp_http_req_read(sp_http_req *req, sp_str *chunk) {
     return sp_http_conn_read_body(req, chunk);
 }
 
+static int body_append(sp_http_req *req, sp_str piece) {
+    size_t need = req->body_len + piece.len;
+    if (need > req->body_cap) {
+        size_t cap = req->body_cap ? req->body_cap : 4096;
+        while (cap < need)
+            cap *= 2;
+        char *n = realloc(req->body_buf, cap);
+        if (!n)
+            return -ENOMEM;
+        req->body_buf = n;
+        req->body_cap = cap;
+    }
+    memcpy(req->body_buf + req->body_len, piece.ptr, piece.len);
+    req->body_len += piece.len;
+    return 0;
+}
+
 int sp_http_req_body(sp_http_req *req, sp_str *body) {
+    exchange *ex = sp_container_of(req, exchange, req);
     if (req->body_state == BODY_DONE && req->body.ptr) {
         *body = req->body;
         return 0;
@@ -360,28 +418,21 @@ int sp_http_req_body(sp_http_req *req, sp_str *body) {
             return rc;
         if (piece.len == 0)
             break;
-        if (!first.ptr && !req->body_buf) {
-            first = piece; /* one piece (the usual case): no copy */
+        /* One piece (the usual case) is handed out as a view, without a copy;
+         * but only while the next read cannot move the buffer under it, i.e.
+         * when the parser already holds the rest of the body. */
+        if (!first.ptr && !req->body_buf && (ex->msg_done || ex->piece_next < ex->npieces)) {
+            first = piece;
             continue;
         }
-        size_t need = req->body_len + first.len + piece.len;
-        if (need > req->body_cap) {
-            size_t cap = req->body_cap ? req->body_cap : 4096;
-            while (cap < need)
-                cap *= 2;
-            char *n = realloc(req->body_buf, cap);
-            if (!n)
-                return -ENOMEM;
-            req->body_buf = n;
-            req->body_cap = cap;
-        }
         if (first.ptr) {
-            memcpy(req->body_buf, first.ptr, first.len);
-            req->body_len = first.len;
+            rc = body_append(req, first);
             first = (sp_str){NULL, 0};
         }
-        memcpy(req->body_buf + req->body_len, piece.ptr, piece.len);
-        req->body_len += piece.len;
+        if (rc == 0)
+            rc = body_append(req, piece);
+        if (rc != 0)
+            return rc;
     }
     req->body = req->body_buf ? (sp_str){req->body_buf, req->body_len}
                               : (first.ptr ? first : (sp_str){"", 0});
@@ -431,8 +482,16 @@ static void build_request(exchange *ex) {
     req->hdrs = ex->hdrs;
     req->nhdrs = ex->nhdrs;
     for (size_t i = 0; i < ex->nhdrs; i++) {
+        /* A field value excludes the whitespace around it (RFC 9110 5.5);
+         * llhttp leaves tabs before it and any whitespace after it. */
+        const char *v = b + ex->values[i].off;
+        size_t vlen = ex->values[i].len;
+        while (vlen && (*v == ' ' || *v == '\t'))
+            v++, vlen--;
+        while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+            vlen--;
         ex->hdrs[i].name = (sp_str){b + ex->names[i].off, ex->names[i].len};
-        ex->hdrs[i].value = (sp_str){b + ex->values[i].off, ex->values[i].len};
+        ex->hdrs[i].value = (sp_str){v, vlen};
     }
 }
 
@@ -457,6 +516,25 @@ static int validate(exchange *ex, const char **detail) {
             req->expect_continue = req->version >= 11;
         }
     }
+    if (ex->parser.http_major != 1) {
+        *detail = "only HTTP/1.0 and HTTP/1.1 are served";
+        return 505;
+    }
+    /* RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing. */
+    if ((ex->parser.flags & F_TRANSFER_ENCODING) && req->version < 11) {
+        *detail = "Transfer-Encoding in an HTTP/1.0 request";
+        return 400;
+    }
+    /* llhttp accepts a bare LF ending the request line or the head, though not
+     * one ending a header line: refuse those too, so that no two parsers can
+     * disagree on where this head ends. */
+    const char *b = ex->conn->rbuf, *url_end = b + ex->url.off + ex->url.len;
+    const char *rl_end = memchr(url_end, '\n', (size_t)(b + ex->head_end - url_end));
+    if (!rl_end || rl_end[-1] != '\r' || ex->head_end < 4 ||
+        memcmp(b + ex->head_end - 4, "\r\n\r\n", 4) != 0) {
+        *detail = "line not ending in CRLF";
+        return 400;
+    }
     if (hosts > 1 || (hosts == 0 && req->version >= 11)) {
         *detail = hosts ? "more than one Host header" : "missing Host header";
         return 400;
@@ -464,6 +542,10 @@ static int validate(exchange *ex, const char **detail) {
     if ((ex->parser.flags & F_CONTENT_LENGTH) &&
         ex->parser.content_length > ex->conn->w->srv->cfg.max_body)
         return 413;
+    /* A body the handler leaves unread is dropped only when small and sent
+     * unasked: otherwise its response announces the close (finish_body). */
+    req->close_unless_read = req->expect_continue || ((ex->parser.flags & F_CONTENT_LENGTH) &&
+                                                      ex->parser.content_length > DRAIN_MAX);
     /* Split the target into a decoded path and the raw query. */
     const char *t = req->target.ptr;
     size_t tlen = req->target.len;
@@ -499,9 +581,12 @@ static int validate(exchange *ex, const char **detail) {
     return 0;
 }
 
+/* 404 and 405 are answers, not errors: the connection stays open. */
 static int not_found(sp_http_req *req, sp_http_resp *resp, void *arg) {
     (void)req, (void)arg;
-    return sp_http_send_error(resp, 404, NULL) == 0 ? 0 : -ECONNRESET;
+    char body[64];
+    int n = snprintf(body, sizeof(body), "404 %s\n", sp_http_status_text(404));
+    return sp_http_resp_send(resp, 404, "text/plain; charset=utf-8", body, (size_t)n);
 }
 
 static int not_allowed(sp_http_req *req, sp_http_resp *resp, void *arg) {
@@ -509,7 +594,6 @@ static int not_allowed(sp_http_req *req, sp_http_resp *resp, void *arg) {
     char allow[128];
     if (sp_router_allow(req->match, allow, sizeof(allow)) > 0)
         sp_http_resp_header(resp, "Allow", allow);
-    resp->conn->keep_going = resp->conn->keep_going; /* 405 keeps the connection */
     char body[64];
     int n = snprintf(body, sizeof(body), "405 %s\n", sp_http_status_text(405));
     return sp_http_resp_send(resp, 405, "text/plain; charset=utf-8", body, (size_t)n);
@@ -521,7 +605,18 @@ typedef struct blocking_call {
     void *arg;
     sp_http_req *req;
     sp_http_resp *resp;
+    bool returned;     /* the abandoned handler has returned */
+    sp_future *waiter; /* the connection task, waiting for that */
 } blocking_call;
+
+/* Runs on the loop once the handler of a call abandoned by a cancel returned. */
+static void blocking_discard(void *arg, void *result) {
+    (void)result;
+    blocking_call *bc = arg;
+    bc->returned = true;
+    if (bc->waiter && bc->waiter->state == SP_FUT_PENDING)
+        sp_future_set_result(bc->waiter, NULL);
+}
 
 static int blocking_thread(void *arg, void **result) {
     (void)result;
@@ -536,10 +631,23 @@ static int run_blocking(sp_http_req *req, sp_http_resp *resp, void *arg) {
     int rc = sp_http_req_body(req, &body);
     if (rc != 0)
         return rc;
-    blocking_call bc = {req->match->handler, req->match->arg, req, resp};
+    blocking_call bc = {req->match->handler, req->match->arg, req, resp, false, NULL};
     resp->buffered = true;
-    rc = sp_to_thread(blocking_thread, &bc, NULL, NULL);
+    rc = sp_to_thread(blocking_thread, &bc, blocking_discard, NULL);
+    /* A running thread cannot be stopped: cancelled, sp_to_thread returns at
+     * once while the handler still uses req, resp and bc, which live in this
+     * task. Wait for it to return, whatever other cancellations come. */
+    while (rc == -ECANCELED && !bc.returned) {
+        sp_future f;
+        sp_future_init(&f);
+        bc.waiter = &f;
+        sp_future_await(&f, NULL);
+        bc.waiter = NULL;
+        sp_future_fini(&f);
+    }
     resp->buffered = false;
+    if (rc == -ECANCELED)
+        return rc;
     int wrc = sp_http_resp_flush_buffered(resp);
     return rc != 0 ? rc : wrc;
 }
@@ -581,11 +689,15 @@ static void dispatch(exchange *ex) {
         c->keep_going = false;
         if (rc == -ECANCELED || rc == -ECONNRESET || rc == -EPIPE)
             return; /* the client is gone, or we are shutting down */
-        const char *msg = NULL;
-        sp_task_error(sp_task_current(), &msg);
-        if (rc != -EMSGSIZE && rc != -ETIMEDOUT)
-            sp_log_warn("route '%s' (task '%s') failed: %s", sp_http_req_route(req),
-                        sp_task_name(sp_task_current()), strerror(-rc));
+        /* A handler's sp_fail message is in the connection task's pending
+         * message: log it with the error, then drop it with the request. */
+        sp_task *self = sp_task_current();
+        const char *msg = self->pending_msg;
+        if (rc != -EMSGSIZE && rc != -ETIMEDOUT && rc != -EBADMSG) /* the client's doing */
+            sp_log_warn("route '%s' (task '%s') failed: %s%s%s", sp_http_req_route(req),
+                        sp_task_name(self), strerror(-rc), msg ? ": " : "", msg ? msg : "");
+        free(self->pending_msg);
+        self->pending_msg = NULL;
         if (!resp->head_sent)
             sp_http_send_error(resp, status_for(rc), NULL);
     }
@@ -606,6 +718,11 @@ static void exchange_init(exchange *ex, sp_http_conn *c, const llhttp_t *parser)
 }
 
 static void exchange_fini(exchange *ex) {
+    while (ex->req.blocks) {
+        sp_http_block *b = ex->req.blocks;
+        ex->req.blocks = b->next;
+        free(b);
+    }
     sp_http_resp_fini(&ex->resp);
     free(ex->req.body_buf);
     free(ex->pieces);
@@ -615,6 +732,19 @@ static void exchange_fini(exchange *ex) {
 static void consume(sp_http_conn *c, exchange *ex) {
     memmove(c->rbuf, c->rbuf + ex->ppos, c->rlen - ex->ppos);
     c->rlen -= ex->ppos;
+}
+
+/* Closing a socket that holds unread bytes sends a reset, which may destroy
+ * the response still on its way, or fail the client's send before it reads
+ * the response. So, as nginx's lingering close: send our FIN, then read and
+ * drop what the client still sends until it closes, LINGER_SECS at most. */
+static void linger(sp_http_conn *c) {
+    if (c->w->stop_mode == 2 || shutdown(c->fd, SHUT_WR) != 0)
+        return;
+    int64_t deadline = sp_deadline_after(LINGER_SECS);
+    do
+        c->rlen = 0;
+    while (fill(c, NULL, deadline) > 0);
 }
 
 static void conn_go_idle(sp_http_conn *c) {
@@ -658,14 +788,20 @@ static int conn_task(void *arg, void **result) {
         if (done)
             consume(c, &ex);
         exchange_fini(&ex);
-        if (!c->keep_going || !done)
+        if (!c->keep_going || !done) {
+            /* Unless the client left, bytes it sent may remain unread. */
+            if (rc != 1 && rc != -ECONNRESET && rc != -ECANCELED && (!done || c->rlen > 0))
+                linger(c);
             break;
+        }
         /* What the handler allocated and deferred belongs to this request. */
         sp_task_run_cleanups(sp_task_current());
         if (c->rlen == 0) {
-            /* Nothing buffered: drain the socket's edge before going idle. */
-            ssize_t n = c->readable ? fill(c, NULL, sp_now_ns()) : -EAGAIN;
-            if (n == 0 || (n < 0 && n != -ETIMEDOUT && n != -EAGAIN)) {
+            /* Nothing buffered: read the socket until EAGAIN before going
+             * idle, since its edge will not come again. No suspension between
+             * that EAGAIN and going idle, or a new edge could be lost. */
+            ssize_t n = c->readable ? fill(c, NULL, 0) : -EAGAIN;
+            if (n == 0 || (n < 0 && n != -EAGAIN)) {
                 c->keep_going = false;
                 break;
             }

@@ -22,6 +22,13 @@ typedef struct sp_http_hdr {
     sp_str name, value;
 } sp_http_hdr;
 
+/* Memory a blocking handler's thread allocates for its request (there is no
+ * task arena there), freed with the request. */
+typedef struct sp_http_block {
+    struct sp_http_block *next;
+    max_align_t data[];
+} sp_http_block;
+
 enum body_state { BODY_NONE, BODY_UNREAD, BODY_STREAMING, BODY_DONE, BODY_FAILED };
 
 struct sp_http_req {
@@ -30,7 +37,7 @@ struct sp_http_req {
     int version;
     bool keep_alive;
     bool expect_continue;
-    bool has_host;
+    bool close_unless_read; /* unless the handler reads the body, the connection closes */
     sp_http_hdr *hdrs;
     size_t nhdrs;
     const sp_route_match *match;
@@ -40,8 +47,7 @@ struct sp_http_req {
     char *body_buf;    /* owned copy when the body came in pieces */
     size_t body_len, body_cap;
     size_t body_seen;  /* decoded body bytes so far */
-    sp_str piece;      /* body piece handed out by the parser */
-    bool piece_ready;
+    sp_http_block *blocks;
 };
 
 struct sp_http_resp {
@@ -105,6 +111,7 @@ struct sp_http_server {
     int nworkers;
     int port;
     volatile int stop_requested; /* 0, 1 graceful, 2 forced */
+    int exit_fd;                 /* eventfd: each worker adds 1 as it exits */
     bool running;
 };
 

@@ -2,6 +2,7 @@
  * parameters, and percent-decoding. Everything is a view into the
  * connection's buffer; decoded query values live in the task's arena. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -118,6 +119,19 @@ int sp_http_decode_path(const char *in, size_t len, char *out) {
     return n;
 }
 
+/* Memory valid until the handler returns: the task's arena, or on a blocking
+ * handler's thread (no task there) a block freed with the request. */
+static void *req_alloc(sp_http_req *req, size_t size) {
+    if (sp_task_current())
+        return sp_task_alloc(size);
+    sp_http_block *b = malloc(sizeof(*b) + size);
+    if (!b)
+        return NULL;
+    b->next = req->blocks;
+    req->blocks = b;
+    return b->data;
+}
+
 int sp_http_req_query(sp_http_req *req, const char *name, sp_str *value) {
     size_t nlen = strlen(name);
     const char *p = req->query.ptr, *end = p + req->query.len;
@@ -134,7 +148,7 @@ int sp_http_req_query(sp_http_req *req, const char *name, sp_str *value) {
             if (kd == (int)nlen && memcmp(kbuf, name, nlen) == 0) {
                 const char *vs = eq ? eq + 1 : pe;
                 size_t vlen = (size_t)(pe - vs);
-                char *out = sp_task_alloc(vlen + 1);
+                char *out = req_alloc(req, vlen + 1);
                 if (!out)
                     return -ENOMEM;
                 int vd = percent_decode(vs, vlen, out, true);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/sendfile.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -74,14 +75,22 @@ int sp_http_resp_status(const sp_http_resp *resp) {
     return resp->status;
 }
 
-/* "Date: <IMF-fixdate>\r\n", formatted at most once a second per worker. */
-static sp_str date_line(sp_http_worker *w) {
+static size_t format_date(char *buf, size_t cap, time_t sec) {
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    return strftime(buf, cap, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+}
+
+/* "Date: <IMF-fixdate>\r\n", formatted at most once a second per worker; a
+ * blocking handler's thread formats its own into tmp, off the worker's cache. */
+static sp_str date_line(const sp_http_resp *resp, char *tmp, size_t cap) {
+    sp_http_worker *w = resp->conn->w;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    if (resp->buffered)
+        return (sp_str){tmp, format_date(tmp, cap, ts.tv_sec)};
     if (ts.tv_sec != w->date_sec) {
-        struct tm tm;
-        gmtime_r(&ts.tv_sec, &tm);
-        w->date_len = strftime(w->date, sizeof(w->date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        w->date_len = format_date(w->date, sizeof(w->date), ts.tv_sec);
         w->date_sec = ts.tv_sec;
     }
     return (sp_str){w->date, w->date_len};
@@ -106,6 +115,9 @@ int sp_http_resp_header(sp_http_resp *resp, const char *name, const char *value)
         return -EALREADY;
     size_t nlen = strlen(name), vlen = strlen(value);
     if (!sp_http_is_token((sp_str){name, nlen}))
+        return -EINVAL;
+    /* The server frames the body: a second length would split the response. */
+    if (strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Transfer-Encoding") == 0)
         return -EINVAL;
     if (strpbrk(value, "\r\n"))
         return -EINVAL;
@@ -133,25 +145,35 @@ int sp_http_resp_header(sp_http_resp *resp, const char *name, const char *value)
 
 /* Whether the connection stays open after this response. */
 static bool keeps_alive(const sp_http_resp *resp) {
-    return resp->req->keep_alive && resp->conn->keep_going;
+    const sp_http_req *req = resp->req;
+    return req->keep_alive && resp->conn->keep_going &&
+           !(req->close_unless_read && req->body_state != BODY_DONE);
 }
 
 /* Builds the head into buf (which holds at least 512 bytes plus the extra
  * headers). body_len < 0 means a streamed body. Returns its length. */
 static size_t build_head(sp_http_resp *resp, char *buf, size_t cap, int status,
                          const char *ctype, long long body_len) {
-    sp_http_worker *w = resp->conn->w;
-    sp_str date = date_line(w);
+    /* 1xx, 204 and 304 responses end with their head (RFC 9110 6.4.1): no
+     * framing, and no body even if given, or it would read as the next
+     * response. */
+    bool bodiless = status < 200 || status == 204 || status == 304;
+    if (bodiless) {
+        resp->head_only = true;
+        resp->chunked = false;
+    }
+    char tmp[40];
+    sp_str date = date_line(resp, tmp, sizeof(tmp));
     int n = snprintf(buf, cap, "HTTP/1.1 %d %s\r\nServer: spindle\r\n%.*s", status,
                      sp_http_status_text(status), (int)date.len, date.ptr);
     if (ctype)
         n += snprintf(buf + n, cap - (size_t)n, "Content-Type: %s\r\n", ctype);
-    if (body_len >= 0) {
+    if (body_len >= 0 && !bodiless) {
         n += snprintf(buf + n, cap - (size_t)n, "Content-Length: %lld\r\n", body_len);
     } else if (resp->chunked) {
         n += snprintf(buf + n, cap - (size_t)n, "Transfer-Encoding: chunked\r\n");
     }
-    bool alive = keeps_alive(resp) && (body_len >= 0 || resp->chunked);
+    bool alive = keeps_alive(resp) && (bodiless || body_len >= 0 || resp->chunked);
     if (!alive) {
         resp->conn->keep_going = false;
         n += snprintf(buf + n, cap - (size_t)n, "Connection: close\r\n");
@@ -244,7 +266,12 @@ static int send_head(sp_http_resp *resp, int status, const char *ctype, long lon
                      const void *body, size_t len) {
     if (resp->head_sent)
         return -EALREADY;
-    size_t cap = 512 + resp->hdrs_len;
+    /* The content type goes into the head as is: it must fit and hold no line
+     * break (header injection). */
+    size_t clen = ctype ? strcspn(ctype, "\r\n") : 0;
+    if (ctype && ctype[clen])
+        return -EINVAL;
+    size_t cap = 512 + resp->hdrs_len + clen;
     char small[1024];
     char *head = cap <= sizeof(small) ? small : malloc(cap);
     if (!head)

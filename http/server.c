@@ -112,6 +112,9 @@ int sp_http_server_create(sp_http_server **out, const sp_http_config *cfg,
         return -ENOMEM;
     }
     int port = cfg->port;
+    srv->exit_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (srv->exit_fd < 0)
+        rc = -errno;
     for (int i = 0; i < srv->nworkers; i++) {
         sp_http_worker *w = &srv->workers[i];
         w->srv = srv;
@@ -140,6 +143,8 @@ int sp_http_server_port(const sp_http_server *srv) {
 void sp_http_server_destroy(sp_http_server *srv) {
     if (!srv)
         return;
+    if (srv->exit_fd >= 0)
+        close(srv->exit_fd);
     for (int i = 0; i < srv->nworkers; i++) {
         if (srv->workers[i].listen_fd >= 0)
             close(srv->workers[i].listen_fd);
@@ -280,6 +285,9 @@ static void *worker_thread(void *arg) {
     int rc = sp_run(worker_main, w, NULL);
     if (rc != 0)
         sp_log_warn("worker %d: %s", w->index, strerror(-rc));
+    uint64_t one = 1;
+    ssize_t n = write(w->srv->exit_fd, &one, sizeof(one));
+    (void)n; /* cannot fail: the counter is far from full */
     return NULL;
 }
 
@@ -317,25 +325,25 @@ int sp_http_server_run(sp_http_server *srv) {
         sigaddset(&sigs, SIGTERM);
         sigaddset(&sigs, SIGINT);
         int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
-        /* Wait for signals until every worker has stopped. */
-        for (int done = 0; done < started;) {
-            struct pollfd p = {.fd = sfd, .events = POLLIN};
-            if (sfd >= 0 && poll(&p, 1, 100) > 0) {
-                struct signalfd_siginfo si;
-                if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-                    sp_http_server_stop(srv, srv->stop_requested > 0);
-            }
-            if (srv->stop_requested) {
-                for (; done < started; done++)
-                    pthread_join(threads[done], NULL);
-            }
+        /* Read signals until every worker has exited, so that a second one
+         * still forces a stop that is draining. */
+        for (int exited = 0; exited < started;) {
+            struct pollfd p[2] = {{.fd = srv->exit_fd, .events = POLLIN},
+                                  {.fd = sfd, .events = POLLIN}};
+            if (poll(p, sfd >= 0 ? 2 : 1, -1) <= 0)
+                continue;
+            struct signalfd_siginfo si;
+            if ((p[1].revents & POLLIN) && read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+                sp_http_server_stop(srv, srv->stop_requested > 0);
+            uint64_t n;
+            if ((p[0].revents & POLLIN) && read(srv->exit_fd, &n, sizeof(n)) == (ssize_t)sizeof(n))
+                exited += (int)n;
         }
         if (sfd >= 0)
             close(sfd);
     }
     for (int i = 0; i < started; i++)
-        if (!srv->cfg.handle_signals || rc != 0)
-            pthread_join(threads[i], NULL);
+        pthread_join(threads[i], NULL);
     free(threads);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     srv->running = false;
