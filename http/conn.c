@@ -4,6 +4,7 @@
  * order), runs the router and handler, writes the responses, and ends when the
  * connection goes idle again. The path: accept (server.c) -> conn_readable ->
  * conn_task -> read_head -> llhttp callbacks -> route -> handler -> response. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <pthread.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <spindle/log.h>
 #include <spindle/offload.h>
 
 #include "internal.h"
@@ -34,7 +36,7 @@ typedef struct exchange {
     size_t ppos;       /* rbuf bytes fed to the parser */
     size_t head_end;   /* rbuf bytes of the head (fixed once it is complete) */
     span url;
-    span names[128], values[128];
+    span names[SP_HTTP_MAX_HEADERS], values[SP_HTTP_MAX_HEADERS];
     size_t nhdrs;
     bool field_done;   /* the current header's name is complete */
     bool head_done, msg_done;
@@ -42,7 +44,7 @@ typedef struct exchange {
     const char *err_detail;
     sp_str *pieces;    /* body pieces the parser produced, not yet handed out */
     size_t npieces, piece_next, pieces_cap;
-    sp_http_hdr hdrs[128];
+    sp_http_hdr hdrs[SP_HTTP_MAX_HEADERS];
 } exchange;
 
 static llhttp_settings_t g_settings;
@@ -90,7 +92,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
         ex->nhdrs++;
         ex->field_done = false;
     }
-    if (ex->nhdrs >= ex->conn->w->srv->cfg.max_headers || ex->nhdrs >= 128)
+    if (ex->nhdrs >= ex->conn->w->srv->cfg.max_headers || ex->nhdrs >= SP_HTTP_MAX_HEADERS)
         return stop_with(ex, 431, "too many header fields");
     if (ex->names[ex->nhdrs].len == 0)
         ex->values[ex->nhdrs] = (span){0, 0};
@@ -747,6 +749,41 @@ static void linger(sp_http_conn *c) {
     while (fill(c, NULL, deadline) > 0);
 }
 
+/* One access log line per answered request (nginx's log phase). */
+static void log_access(exchange *ex, int64_t start_ns) {
+    sp_http_req *req = &ex->req;
+    if (!ex->resp.status || !sp_log_access_enabled())
+        return;
+    sp_access_entry e = {.peer = (const struct sockaddr *)&ex->conn->peer,
+                         .method = req->method,
+                         .target = req->target,
+                         .proto = sp_str_c(req->version == 10 ? "HTTP/1.0" : "HTTP/1.1"),
+                         .status = ex->resp.status,
+                         .bytes = ex->resp.body_bytes,
+                         .duration = (double)(sp_now_ns() - start_ns) / 1e9};
+    if (sp_http_req_header(req, "Referer", &e.referer) != 0)
+        e.referer.ptr = NULL;
+    if (sp_http_req_header(req, "User-Agent", &e.user_agent) != 0)
+        e.user_agent.ptr = NULL;
+    if (!req->method.ptr)
+        e.method = sp_str_c("-");
+    sp_log_access(&e);
+}
+
+/* Answers a request the server refuses (400, 408, 413, 414, 431, ...) and
+ * says why in the error log, as nginx does at the info level. */
+static void reject(exchange *ex, int status, const char *detail) {
+    char addr[INET6_ADDRSTRLEN] = "?";
+    const struct sockaddr *sa = (const struct sockaddr *)&ex->conn->peer;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr, sizeof(addr));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, addr, sizeof(addr));
+    sp_log(SP_LOG_INFO, "client %s: %d %s%s%s", addr, status, sp_http_status_text(status),
+           detail ? ": " : "", detail ? detail : "");
+    sp_http_send_error(&ex->resp, status, detail);
+}
+
 static void conn_go_idle(sp_http_conn *c) {
     free(c->rbuf);
     c->rbuf = NULL;
@@ -761,16 +798,18 @@ static int conn_task(void *arg, void **result) {
     llhttp_init(&parser, HTTP_REQUEST, &g_settings);
     const sp_http_config *cfg = &c->w->srv->cfg;
     int64_t deadline = sp_deadline_after(cfg->header_timeout);
+    bool access_log = sp_log_access_enabled();
     for (;;) {
         exchange ex;
         exchange_init(&ex, c, &parser);
+        int64_t start = access_log ? sp_now_ns() : 0;
         int rc = read_head(&ex, deadline);
         if (rc == 0) {
             build_request(&ex);
             const char *detail = NULL;
             int status = validate(&ex, &detail);
             if (status) {
-                sp_http_send_error(&ex.resp, status, detail);
+                reject(&ex, status, detail);
             } else {
                 dispatch(&ex);
                 finish_body(&ex);
@@ -778,10 +817,12 @@ static int conn_task(void *arg, void **result) {
         } else if (ex.err_status && rc != 1) {
             build_request(&ex);
             ex.req.keep_alive = false;
-            sp_http_send_error(&ex.resp, ex.err_status, ex.err_detail);
+            reject(&ex, ex.err_status, ex.err_detail);
         } else {
             c->keep_going = false;
         }
+        if (access_log)
+            log_access(&ex, start);
         bool done = ex.msg_done;
         parser = ex.parser;
         parser.data = NULL;

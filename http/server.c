@@ -17,6 +17,8 @@
 #include <unistd.h>
 #include <event2/event.h>
 
+#include <spindle/log.h>
+
 #include "internal.h"
 
 void sp_http_config_init(sp_http_config *cfg) {
@@ -47,7 +49,10 @@ static int validate_config(const sp_http_config *c) {
     if (!(c->header_timeout > 0) || !(c->body_timeout > 0) || !(c->idle_timeout > 0) ||
         !(c->write_timeout > 0) || c->drain_timeout < 0)
         return -EINVAL;
-    if (c->max_header_bytes < 256 || c->max_headers < 1 || c->max_uri < 16 ||
+    if (c->access_log < SP_ACCESS_LOG_OFF || c->access_log > SP_ACCESS_LOG_JSON)
+        return -EINVAL;
+    if (c->max_header_bytes < 256 || c->max_headers < 1 || c->max_headers > SP_HTTP_MAX_HEADERS ||
+        c->max_uri < 16 ||
         c->max_connections < 1)
         return -EINVAL;
     return 0;
@@ -98,6 +103,13 @@ int sp_http_server_create(sp_http_server **out, const sp_http_config *cfg,
     int rc = validate_config(cfg);
     if (rc != 0 || !router)
         return -EINVAL;
+    if (cfg->access_log != SP_ACCESS_LOG_OFF) {
+        sp_log_set_access_format(cfg->access_log == SP_ACCESS_LOG_JSON ? SP_ACCESS_JSON
+                                                                        : SP_ACCESS_COMMON);
+        rc = sp_log_open_access(cfg->access_log_path ? cfg->access_log_path : "-");
+        if (rc != 0)
+            return rc;
+    }
     sp_http_server *srv = calloc(1, sizeof(*srv));
     if (!srv)
         return -ENOMEM;

@@ -141,6 +141,9 @@ int sp_http_resp_status(const sp_http_resp *resp);
 
 struct sp_router;
 
+/* The most header fields a request may carry, whatever max_headers says. */
+#define SP_HTTP_MAX_HEADERS 128
+
 enum { SP_ACCESS_LOG_OFF = 0, SP_ACCESS_LOG_COMMON = 1, SP_ACCESS_LOG_JSON = 2 };
 
 /* Server settings. sp_http_config_init() fills the defaults (in brackets). */
@@ -155,11 +158,12 @@ typedef struct sp_http_config {
     double write_timeout;     /* seconds the client may take to accept bytes [30] */
     double drain_timeout;     /* graceful shutdown: seconds to finish requests [10] */
     size_t max_header_bytes;  /* request line + headers, else 431 (414 for the target) [16 KiB] */
-    size_t max_headers;       /* header count, else 431 [100] */
+    size_t max_headers;       /* header count, else 431 [100; at most SP_HTTP_MAX_HEADERS] */
     size_t max_uri;           /* request-target bytes, else 414 [8 KiB] */
     size_t max_body;          /* body bytes, else 413 [1 MiB] */
     size_t max_connections;   /* per worker; above it, accepting pauses [10000] */
     int access_log;           /* SP_ACCESS_LOG_* [off] */
+    const char *access_log_path; /* file for the access log; NULL or "-": stdout [NULL] */
     bool handle_signals;      /* sp_http_server_run handles SIGTERM/SIGINT [true] */
 } sp_http_config;
 
