@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <spindle/io.h>
 #include <spindle/log.h>
 #include <spindle/offload.h>
 
@@ -248,14 +249,18 @@ static ssize_t fill(sp_http_conn *c, exchange *ex, int64_t deadline) {
     if (rc != 0)
         return rc;
     for (;;) {
-        ssize_t n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+        ssize_t n = c->tp->read(c, c->rbuf + c->rlen, c->rcap - c->rlen);
         if (n >= 0) {
             c->rlen += (size_t)n;
             return n;
         }
-        if (errno == EINTR)
+        if (n == SP_TP_WANT_WRITE) {
+            rc = sp_io_wait(c->fd, SP_IO_WRITE, (double)(deadline - sp_now_ns()) / 1e9);
+            if (rc != 0)
+                return rc;
             continue;
-        if (errno != EAGAIN)
+        }
+        if (n != SP_TP_AGAIN && n != SP_TP_WANT_READ)
             return -ECONNRESET;
         c->readable = false;
         if (deadline == 0)
@@ -741,7 +746,7 @@ static void consume(sp_http_conn *c, exchange *ex) {
  * the response. So, as nginx's lingering close: send our FIN, then read and
  * drop what the client still sends until it closes, LINGER_SECS at most. */
 static void linger(sp_http_conn *c) {
-    if (c->w->stop_mode == 2 || shutdown(c->fd, SHUT_WR) != 0)
+    if (c->w->stop_mode == 2 || c->tp->shutdown_write(c) != 0)
         return;
     int64_t deadline = sp_deadline_after(LINGER_SECS);
     do
@@ -884,13 +889,9 @@ static void conn_readable(evutil_socket_t fd, short what, void *arg) {
     if (c->in_handler) {
         /* Bytes or an end of stream while the handler runs: only the latter
          * (the client went away) cancels it. */
-        char b;
-        ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        if (c->tp->peer_gone(c)) {
             c->keep_going = false;
             sp_task_cancel(c->task);
-        } else if (n < 0) {
-            c->readable = false;
         }
     }
 }
@@ -907,6 +908,7 @@ sp_http_conn *sp_http_conn_new(sp_http_worker *w, int fd, const struct sockaddr 
     if (!c)
         return NULL;
     c->w = w;
+    c->tp = &sp_transport_tcp;
     c->fd = fd;
     c->keep_going = true;
     c->peer_len = len <= (socklen_t)sizeof(c->peer) ? len : (socklen_t)sizeof(c->peer);

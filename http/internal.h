@@ -12,6 +12,7 @@
 
 #include "list.h"
 #include "loop.h"
+#include "transport.h"
 
 typedef struct sp_http_worker sp_http_worker;
 typedef struct sp_http_conn sp_http_conn;
@@ -69,6 +70,7 @@ struct sp_http_resp {
 
 struct sp_http_conn {
     sp_http_worker *w;
+    const sp_transport_ops *tp; /* how bytes move: TCP (TLS later) */
     int fd;
     struct event ev;       /* edge-triggered readability, added for the whole life */
     sp_timer idle_timer;   /* idle keep-alive (or first request) timeout while no task runs */

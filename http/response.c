@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/sendfile.h>
+#include <unistd.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <spindle/io.h>
@@ -201,21 +201,16 @@ int sp_http_write_all(sp_http_conn *c, const struct iovec *iov_in, int iovcnt) {
     int n = iovcnt;
     double timeout = c->w->srv->cfg.write_timeout;
     while (n > 0) {
-        struct msghdr msg = {.msg_iov = v, .msg_iovlen = (size_t)n};
-        ssize_t w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+        ssize_t w = c->tp->writev(c, v, n);
         if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN) {
-                int rc = sp_io_wait(c->fd, SP_IO_WRITE, timeout);
-                if (rc != 0) {
-                    c->keep_going = false;
-                    return rc;
-                }
-                continue;
+            int rc = (int)w;
+            if (w == SP_TP_AGAIN || w == SP_TP_WANT_WRITE || w == SP_TP_WANT_READ) {
+                rc = sp_io_wait(c->fd, w == SP_TP_WANT_READ ? SP_IO_READ : SP_IO_WRITE, timeout);
+                if (rc == 0)
+                    continue;
             }
             c->keep_going = false;
-            return errno == EPIPE ? -EPIPE : -ECONNRESET;
+            return rc;
         }
         size_t left = (size_t)w;
         while (n > 0 && left >= v->iov_len) {
@@ -322,24 +317,43 @@ int sp_http_resp_send_file(sp_http_resp *resp, int status, const char *content_t
     }
     sp_http_conn *c = resp->conn;
     size_t left = len;
+    char *copy = NULL; /* for transports without sendfile */
     while (left > 0) {
-        ssize_t n = sendfile(c->fd, fd, &offset, left);
+        ssize_t n;
+        if (c->tp->sendfile) {
+            n = c->tp->sendfile(c, fd, &offset, left);
+        } else {
+            if (!copy && !(copy = malloc(64 * 1024)))
+                return -ENOMEM;
+            n = pread(fd, copy, left < 64 * 1024 ? left : 64 * 1024, offset);
+            if (n < 0)
+                n = -errno;
+            if (n > 0) {
+                struct iovec iov = {copy, (size_t)n};
+                rc = sp_http_write_all(c, &iov, 1);
+                if (rc != 0)
+                    break;
+                offset += n;
+            }
+        }
         if (n > 0) {
             left -= (size_t)n;
             resp->body_bytes += (uint64_t)n;
             continue;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) {
+        if (n == SP_TP_AGAIN || n == SP_TP_WANT_WRITE) {
             rc = sp_io_wait(c->fd, SP_IO_WRITE, c->w->srv->cfg.write_timeout);
             if (rc == 0)
                 continue;
         } else {
             /* The length is promised: a short file or a dead peer ends the
              * connection. */
-            rc = n == 0 ? -EIO : (errno == EPIPE || errno == ECONNRESET) ? -ECONNRESET : -errno;
+            rc = n == 0 ? -EIO : (int)n;
         }
+        break;
+    }
+    free(copy);
+    if (rc != 0) {
         c->keep_going = false;
         return rc;
     }
