@@ -110,13 +110,49 @@ static int percent_decode(const char *in, size_t len, char *out, bool plus_space
     return (int)o;
 }
 
+/* Resolves "." and ".." segments and merges repeated slashes in place, as
+ * nginx does for $uri (RFC 3986 5.2.4 on the decoded path). Returns the new
+ * length, or -EBADMSG when ".." would climb above the root. */
+static int normalize_path(char *p, size_t len) {
+    size_t o = 0, i = 0;
+    bool dir = len > 0 && p[len - 1] == '/'; /* the result names a directory */
+    while (i < len) {
+        while (i < len && p[i] == '/')
+            i++;
+        size_t start = i;
+        while (i < len && p[i] != '/')
+            i++;
+        size_t seg = i - start;
+        if (seg == 0)
+            break;
+        if (seg == 1 && p[start] == '.') {
+            dir = true;
+        } else if (seg == 2 && p[start] == '.' && p[start + 1] == '.') {
+            if (o == 0)
+                return -EBADMSG;
+            while (p[o - 1] != '/')
+                o--;
+            o--;
+            dir = true;
+        } else {
+            p[o++] = '/';
+            memmove(p + o, p + start, seg);
+            o += seg;
+            dir = i < len; /* followed by a slash */
+        }
+    }
+    if (dir || o == 0)
+        p[o++] = '/';
+    return (int)o;
+}
+
 int sp_http_decode_path(const char *in, size_t len, char *out) {
     int n = percent_decode(in, len, out, false);
     /* A NUL would truncate the path for C code downstream. An encoded '/'
      * becomes a separator, as nginx's $uri does. */
     if (n >= 0 && memchr(out, '\0', (size_t)n))
         return -EBADMSG;
-    return n;
+    return n < 0 ? n : normalize_path(out, (size_t)n);
 }
 
 /* Memory valid until the handler returns: the task's arena, or on a blocking

@@ -312,6 +312,23 @@ static void test_wrong_method_gives_405_with_allow(void **state) {
     client_close(&c);
 }
 
+static void test_dot_segments_and_double_slashes_are_resolved_as_nginx_does(void **state) {
+    (void)state;
+    client c;
+    client_connect(&c, g_srv.port);
+    get_ok(&c, "/users/../users/7", "7");
+    get_ok(&c, "//users//8", "8");
+    get_ok(&c, "/x/./../users/%2e%2e/users/9", "9");
+    client_close(&c);
+    /* Climbing above the root is refused, encoded or not. */
+    assert_int_equal(
+        request_once(g_srv.port, "GET /../etc/passwd HTTP/1.1\r\nHost: t\r\n\r\n", NULL), 400);
+    assert_int_equal(
+        request_once(g_srv.port, "GET /users/%2e%2e/%2E%2E/x HTTP/1.1\r\nHost: t\r\n\r\n", NULL),
+        400);
+    expect_server_healthy(g_srv.port);
+}
+
 static void test_path_params_reach_the_handler_decoded(void **state) {
     (void)state;
     client c;
@@ -849,6 +866,7 @@ int main(void) {
         cmocka_unit_test(test_unknown_path_gives_404_and_keeps_the_connection),
         cmocka_unit_test(test_wrong_method_gives_405_with_allow),
         cmocka_unit_test(test_path_params_reach_the_handler_decoded),
+        cmocka_unit_test(test_dot_segments_and_double_slashes_are_resolved_as_nginx_does),
         cmocka_unit_test(test_query_params_are_decoded),
         cmocka_unit_test(test_response_header_injection_is_rejected),
         cmocka_unit_test(test_204_and_304_responses_carry_no_body),

@@ -30,7 +30,10 @@ bool sp_str_eq_case(sp_str a, sp_str b);
 typedef struct sp_http_req sp_http_req;
 typedef struct sp_http_resp sp_http_resp;
 
-/* Handles one request. Returns 0 once it has answered. On a negative error
+/* Handles one request. A route added with SP_ROUTE_BLOCKING runs its handler
+ * on a to_thread worker instead: it may block but not suspend, its body is
+ * read before it starts, and it cannot be interrupted (a forced stop waits
+ * for it). Returns 0 once it has answered. On a negative error
  * with nothing sent yet the server answers for it: -EMSGSIZE 413, -ETIMEDOUT
  * 408, -EBADMSG 400, anything else 500 (logged with the route and task); if
  * the response had started, the connection is closed. Runs in the
@@ -55,7 +58,10 @@ int sp_http_next_call(sp_http_next *next, sp_http_req *req, sp_http_resp *resp);
 /* The request method ("GET") and request-target as sent ("/a%20b?x=1"). */
 sp_str sp_http_req_method(const sp_http_req *req);
 sp_str sp_http_req_target(const sp_http_req *req);
-/* The target's path, percent-decoded ("/a b"), and its raw query ("x=1"). */
+/* The target's path, percent-decoded with "." and ".." segments resolved and
+ * repeated slashes merged, as nginx's $uri ("/a b"); and the raw query
+ * ("x=1"). A path climbing above "/" is refused with 400 before any
+ * handler runs. */
 sp_str sp_http_req_path(const sp_http_req *req);
 sp_str sp_http_req_query_string(const sp_http_req *req);
 /* 10 for HTTP/1.0, 11 for HTTP/1.1. */
@@ -96,15 +102,17 @@ int sp_http_req_read(sp_http_req *req, sp_str *chunk);
 /* ---- Responses ----------------------------------------------------------- */
 
 /* Adds a response header (name and value copied). Returns 0, -EINVAL for a
- * name that is not a token or a value holding CR, LF or NUL (header
- * injection), -EALREADY once the head was sent, -ENOMEM. Never suspends. */
+ * name that is not a token, a value holding CR or LF (header injection), or
+ * Content-Length / Transfer-Encoding (the server frames the body itself),
+ * -EALREADY once the head was sent, -ENOMEM. Never suspends. */
 int sp_http_resp_header(sp_http_resp *resp, const char *name, const char *value);
 
 /* Sends a whole response: status, the headers added so far, Content-Type
  * (unless NULL) and Content-Length, and body (borrowed until it returns;
- * omitted for HEAD). Returns 0, -EALREADY if a response was already sent,
- * -ECONNRESET/-EPIPE if the client went away, -ETIMEDOUT (write timeout),
- * -ECANCELED. Suspends until the bytes are written or buffered. */
+ * omitted for HEAD, and for 1xx, 204 and 304, which carry none). Returns 0,
+ * -EALREADY if a response was already sent, -EINVAL for a content type
+ * holding CR or LF, -ECONNRESET/-EPIPE if the client went away, -ETIMEDOUT
+ * (write timeout), -ECANCELED. Suspends until the bytes are written. */
 int sp_http_resp_send(sp_http_resp *resp, int status, const char *content_type, const void *body,
                       size_t len);
 
@@ -113,12 +121,14 @@ int sp_http_resp_text(sp_http_resp *resp, int status, const char *content_type, 
 
 /* Sends len bytes of the open file fd from offset as the body (sendfile);
  * fd stays the caller's. Errors as sp_http_resp_send, plus -errno from the
- * file. Suspends. */
+ * file, -EIO if it is shorter than len (the connection then closes), and
+ * -ENOTSUP in a blocking handler. Suspends. */
 int sp_http_resp_send_file(sp_http_resp *resp, int status, const char *content_type, int fd,
                            off_t offset, size_t len);
 
 /* Starts a streamed response: chunked on HTTP/1.1, close-delimited on
- * HTTP/1.0. Errors as sp_http_resp_send. Suspends. */
+ * HTTP/1.0. Errors as sp_http_resp_send, and -ENOTSUP in a blocking handler.
+ * Suspends. */
 int sp_http_resp_start(sp_http_resp *resp, int status, const char *content_type);
 /* Sends one piece of a streamed response (data borrowed until it returns);
  * suspends while the client is slow to read (backpressure). len 0 is a no-op. */
