@@ -19,13 +19,13 @@ typedef struct sp_loop {
     sp_timer **heap;
     size_t nheap, heap_cap;
     uint64_t timer_seq;
-    sp_fiber sched_fiber;   /* the thread's own stack: where the scheduler runs */
+    sp_fiber sched_fiber; /* the thread's own stack: where the scheduler runs */
     sp_task *current;
     sp_stack_pool *stacks;
-    sp_list tasks;          /* every task not yet finished */
+    sp_list tasks; /* every task not yet finished */
     size_t ntasks;
-    int internal_events;    /* libevent events of ours that never wake a task */
-    int external_wakers;    /* in-flight work (threads, processes) that will wake a task */
+    int internal_events;       /* libevent events of ours that never wake a task */
+    int external_wakers;       /* in-flight work (threads, processes) that will wake a task */
     unsigned steps_since_poll; /* callbacks run since I/O was last polled */
     bool stopping;
     bool debug;
@@ -46,6 +46,11 @@ void sp_timer_arm(sp_loop *loop, sp_timer *t, int64_t when);
 /* Disarms t if armed. */
 void sp_timer_disarm(sp_loop *loop, sp_timer *t);
 void sp_timer_init(sp_timer *t, sp_cb_fn *fn);
+/* Suspends the current task on f until f is done or the clock reaches
+ * deadline (ns), when f gets the error err (0: a plain result). Returns as
+ * sp_future_await. */
+int sp_future_await_deadline(sp_future *f, int64_t deadline, int err);
+
 /* Moves every timer due by `now` to the ready queue, earliest first. */
 void sp_timers_expire(sp_loop *loop, int64_t now);
 

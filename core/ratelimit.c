@@ -137,17 +137,25 @@ static void waiter_due(sp_cb *cb) {
         serve(rl);
 }
 
-int sp_ratelimit_try_acquire(sp_ratelimit *rl, double n, double *retry_after) {
-    if (!valid_amount(n, rl->priv_burst))
-        return -EINVAL;
+/* Brings the bucket up to date and takes n tokens if nobody waits ahead and
+ * they are there. */
+static bool take_now(sp_ratelimit *rl, double n) {
     if (sp_list_empty(&rl->priv_waiters))
         rl_refill(rl, sp_now_ns());
     else
         serve(rl);
     if (sp_list_empty(&rl->priv_waiters) && enough(rl->priv_tokens, n)) {
         take(&rl->priv_tokens, n);
-        return 0;
+        return true;
     }
+    return false;
+}
+
+int sp_ratelimit_try_acquire(sp_ratelimit *rl, double n, double *retry_after) {
+    if (!valid_amount(n, rl->priv_burst))
+        return -EINVAL;
+    if (take_now(rl, n))
+        return 0;
     if (retry_after)
         *retry_after = (double)wait_ns(rl->priv_rate, rl->priv_queued + n - rl->priv_tokens) / 1e9;
     return -EAGAIN;
@@ -156,14 +164,8 @@ int sp_ratelimit_try_acquire(sp_ratelimit *rl, double n, double *retry_after) {
 int sp_ratelimit_acquire(sp_ratelimit *rl, double n, double timeout) {
     if (!valid_amount(n, rl->priv_burst) || isnan(timeout))
         return -EINVAL;
-    if (sp_list_empty(&rl->priv_waiters))
-        rl_refill(rl, sp_now_ns());
-    else
-        serve(rl);
-    if (sp_list_empty(&rl->priv_waiters) && enough(rl->priv_tokens, n)) {
-        take(&rl->priv_tokens, n);
+    if (take_now(rl, n))
         return 0;
-    }
     /* Waiters ahead can only make it later: fail now what can't succeed. */
     if (timeout >= 0 && (double)wait_ns(rl->priv_rate, n - rl->priv_tokens) > timeout * 1e9)
         return -ETIMEDOUT;

@@ -97,28 +97,38 @@ void sp_timers_expire(sp_loop *loop, int64_t now) {
     }
 }
 
-typedef struct sleeper {
+typedef struct deadline_wait {
     sp_timer timer;
-    sp_future fut;
-} sleeper;
+    sp_future *fut;
+    int err; /* what the future gets at the deadline: 0 is a plain result */
+} deadline_wait;
 
-static void sleep_due(sp_cb *cb) {
-    sleeper *s = sp_container_of(cb, sleeper, timer.cb);
-    if (s->fut.state == SP_FUT_PENDING)
-        sp_future_set_result(&s->fut, NULL);
+static void deadline_due(sp_cb *cb) {
+    deadline_wait *d = sp_container_of(cb, deadline_wait, timer.cb);
+    if (d->fut->state != SP_FUT_PENDING)
+        return;
+    if (d->err)
+        sp_future_set_error(d->fut, d->err, NULL);
+    else
+        sp_future_set_result(d->fut, NULL);
+}
+
+int sp_future_await_deadline(sp_future *f, int64_t deadline, int err) {
+    sp_loop *loop = sp_loop_get();
+    if (!loop || !loop->current)
+        return -EPERM;
+    deadline_wait d = {.fut = f, .err = err};
+    sp_timer_init(&d.timer, deadline_due);
+    sp_timer_arm(loop, &d.timer, deadline);
+    int rc = sp_future_await(f, NULL);
+    sp_timer_disarm(loop, &d.timer);
+    return rc;
 }
 
 int sp_sleep(double seconds) {
     if (!(seconds > 0))
         return sp_yield();
-    sp_loop *loop = sp_loop_get();
-    if (!loop || !loop->current)
-        return -EPERM;
-    sleeper s;
-    sp_future_init(&s.fut);
-    sp_timer_init(&s.timer, sleep_due);
-    sp_timer_arm(loop, &s.timer, sp_deadline_after(seconds));
-    int rc = sp_future_await(&s.fut, NULL);
-    sp_timer_disarm(loop, &s.timer);
-    return rc;
+    sp_future f;
+    sp_future_init(&f);
+    return sp_future_await_deadline(&f, sp_deadline_after(seconds), 0);
 }

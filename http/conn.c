@@ -19,9 +19,9 @@
 #include "internal.h"
 #include "task_impl.h"
 
-#define RBUF_MIN 4096
-#define DRAIN_MAX (64 * 1024) /* unread body bytes read and dropped to keep the connection */
-#define LINGER_SECS 2.0       /* longest lingering close, see linger() */
+#define RBUF_MIN    4096
+#define DRAIN_MAX   (64 * 1024) /* unread body bytes read and dropped to keep the connection */
+#define LINGER_SECS 2.0         /* longest lingering close, see linger() */
 
 typedef struct span {
     uint32_t off, len;
@@ -34,16 +34,16 @@ typedef struct exchange {
     sp_http_resp resp;
     sp_route_match match;
     sp_http_conn *conn;
-    size_t ppos;       /* rbuf bytes fed to the parser */
-    size_t head_end;   /* rbuf bytes of the head (fixed once it is complete) */
+    size_t ppos;     /* rbuf bytes fed to the parser */
+    size_t head_end; /* rbuf bytes of the head (fixed once it is complete) */
     span url;
     span names[SP_HTTP_MAX_HEADERS], values[SP_HTTP_MAX_HEADERS];
     size_t nhdrs;
-    bool field_done;   /* the current header's name is complete */
+    bool field_done; /* the current header's name is complete */
     bool head_done, msg_done;
-    int err_status;    /* set by a callback that stops the parser */
+    int err_status; /* set by a callback that stops the parser */
     const char *err_detail;
-    sp_str *pieces;    /* body pieces the parser produced, not yet handed out */
+    sp_str *pieces; /* body pieces the parser produced, not yet handed out */
     size_t npieces, piece_next, pieces_cap;
     sp_http_hdr hdrs[SP_HTTP_MAX_HEADERS];
 } exchange;
@@ -188,31 +188,16 @@ static void settings_init(void) {
 
 /* ---- Reading ------------------------------------------------------------ */
 
-typedef struct read_wait {
-    sp_future fut;
-    sp_timer timer;
-} read_wait;
-
-static void read_wait_expired(sp_cb *cb) {
-    read_wait *rw = sp_container_of(cb, read_wait, timer.cb);
-    if (rw->fut.state == SP_FUT_PENDING)
-        sp_future_set_error(&rw->fut, -ETIMEDOUT, NULL);
-}
-
 /* Waits for the next edge of readability, at most until deadline (ns). */
 static int wait_readable(sp_http_conn *c, int64_t deadline) {
     if (c->readable)
         return 0;
-    read_wait rw;
-    sp_future_init(&rw.fut);
-    sp_timer_init(&rw.timer, read_wait_expired);
-    sp_loop *loop = sp_loop_get();
-    sp_timer_arm(loop, &rw.timer, deadline);
-    c->read_waiter = &rw.fut;
-    int rc = sp_future_await(&rw.fut, NULL);
+    sp_future fut;
+    sp_future_init(&fut);
+    c->read_waiter = &fut;
+    int rc = sp_future_await_deadline(&fut, deadline, -ETIMEDOUT);
     c->read_waiter = NULL;
-    sp_timer_disarm(loop, &rw.timer);
-    sp_future_fini(&rw.fut);
+    sp_future_fini(&fut);
     return rc;
 }
 
@@ -661,10 +646,14 @@ static int run_blocking(sp_http_req *req, sp_http_resp *resp, void *arg) {
 
 static int status_for(int err) {
     switch (err) {
-    case -EMSGSIZE: return 413;
-    case -ETIMEDOUT: return 408;
-    case -EBADMSG: return 400;
-    default: return 500;
+    case -EMSGSIZE:
+        return 413;
+    case -ETIMEDOUT:
+        return 408;
+    case -EBADMSG:
+        return 400;
+    default:
+        return 500;
     }
 }
 
