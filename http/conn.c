@@ -236,6 +236,10 @@ static ssize_t fill(sp_http_conn *c, exchange *ex, int64_t deadline) {
     for (;;) {
         ssize_t n = c->tp->read(c, c->rbuf + c->rlen, c->rcap - c->rlen);
         if (n >= 0) {
+            /* A short read drained the socket: the next bytes bring a new
+             * edge, so there is no need to read on until EAGAIN. */
+            if ((size_t)n < c->rcap - c->rlen && c->tp->short_read_drains)
+                c->readable = false;
             c->rlen += (size_t)n;
             return n;
         }

@@ -44,10 +44,10 @@ struct sp_http_req {
     const sp_route_match *match;
     enum body_state body_state;
     int body_err;
-    sp_str body;       /* the whole body once read */
-    char *body_buf;    /* owned copy when the body came in pieces */
+    sp_str body;    /* the whole body once read */
+    char *body_buf; /* owned copy when the body came in pieces */
     size_t body_len, body_cap;
-    size_t body_seen;  /* decoded body bytes so far */
+    size_t body_seen; /* decoded body bytes so far */
     sp_http_block *blocks;
 };
 
@@ -56,14 +56,14 @@ struct sp_http_resp {
     sp_http_req *req;
     int status;
     bool head_sent;
-    bool streaming;     /* chunked or close-delimited body in progress */
+    bool streaming; /* chunked or close-delimited body in progress */
     bool chunked;
     bool finished;
-    bool head_only;     /* HEAD: no body bytes */
-    bool buffered;      /* a blocking handler's thread: collect bytes, the task sends them */
-    char *out;          /* collected bytes while buffered */
+    bool head_only; /* HEAD: no body bytes */
+    bool buffered;  /* a blocking handler's thread: collect bytes, the task sends them */
+    char *out;      /* collected bytes while buffered */
     size_t out_len, out_cap;
-    char *hdrs;         /* extra header lines, "Name: value\r\n"... */
+    char *hdrs; /* extra header lines, "Name: value\r\n"... */
     size_t hdrs_len, hdrs_cap;
     uint64_t body_bytes;
 };
@@ -72,17 +72,17 @@ struct sp_http_conn {
     sp_http_worker *w;
     const sp_transport_ops *tp; /* how bytes move: TCP (TLS later) */
     int fd;
-    struct event ev;       /* edge-triggered readability, added for the whole life */
-    sp_timer idle_timer;   /* idle keep-alive (or first request) timeout while no task runs */
-    sp_list link;          /* in w->conns */
-    sp_task *task;         /* the connection's task while it has one */
+    struct event ev;     /* edge-triggered readability, added for the whole life */
+    sp_timer idle_timer; /* idle keep-alive (or first request) timeout while no task runs */
+    sp_list link;        /* in w->conns */
+    sp_task *task;       /* the connection's task while it has one */
     sp_future *read_waiter;
-    char *rbuf;            /* NULL while idle: an idle connection holds no buffer */
+    char *rbuf; /* NULL while idle: an idle connection holds no buffer */
     size_t rlen, rcap;
-    bool readable;         /* an edge arrived since the last EAGAIN */
+    bool readable; /* an edge arrived since the last EAGAIN */
     bool in_handler;
     bool closing;
-    bool keep_going;       /* false once the connection must close after this response */
+    bool keep_going; /* false once the connection must close after this response */
     socklen_t peer_len;
     struct sockaddr_in6 peer; /* big enough for IPv4 and IPv6 */
 };
@@ -95,12 +95,12 @@ struct sp_http_worker {
     bool accepting;
     sp_list conns;
     size_t nconns;
-    int stop_fd;           /* eventfd: the server asks this worker to stop */
+    int stop_fd; /* eventfd: the server asks this worker to stop */
     struct event stop_ev;
-    sp_future *stopped;    /* completes when the worker may exit */
-    int stop_mode;         /* 0 running, 1 graceful, 2 forced */
+    sp_future *stopped; /* completes when the worker may exit */
+    int stop_mode;      /* 0 running, 1 graceful, 2 forced */
     sp_timer drain_timer;
-    char date[40];         /* "Date: ...\r\n", reformatted once a second */
+    char date[40]; /* "Date: ...\r\n", reformatted once a second */
     size_t date_len;
     int64_t date_sec;
 };

@@ -52,8 +52,7 @@ static int validate_config(const sp_http_config *c) {
     if (c->access_log < SP_ACCESS_LOG_OFF || c->access_log > SP_ACCESS_LOG_JSON)
         return -EINVAL;
     if (c->max_header_bytes < 256 || c->max_headers < 1 || c->max_headers > SP_HTTP_MAX_HEADERS ||
-        c->max_uri < 16 ||
-        c->max_connections < 1)
+        c->max_uri < 16 || c->max_connections < 1)
         return -EINVAL;
     return 0;
 }
@@ -105,7 +104,7 @@ int sp_http_server_create(sp_http_server **out, const sp_http_config *cfg,
         return -EINVAL;
     if (cfg->access_log != SP_ACCESS_LOG_OFF) {
         sp_log_set_access_format(cfg->access_log == SP_ACCESS_LOG_JSON ? SP_ACCESS_JSON
-                                                                        : SP_ACCESS_COMMON);
+                                                                       : SP_ACCESS_COMMON);
         rc = sp_log_open_access(cfg->access_log_path ? cfg->access_log_path : "-");
         if (rc != 0)
             return rc;

@@ -5,6 +5,7 @@
 #ifndef SP_HTTP_TRANSPORT_H
 #define SP_HTTP_TRANSPORT_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -19,6 +20,10 @@ enum { SP_TP_AGAIN = -11 /* -EAGAIN */, SP_TP_WANT_READ = -1001, SP_TP_WANT_WRIT
 
 typedef struct sp_transport_ops {
     const char *name; /* "tcp", "tls" */
+    /* A read shorter than asked means the socket is drained, so the next
+     * bytes bring a new edge (not so for TLS while the library holds
+     * decrypted bytes). */
+    bool short_read_drains;
     /* Reads up to len bytes: n > 0, 0 at the end of the stream, or a code
      * above (-ECONNRESET for any failure). */
     ssize_t (*read)(struct sp_http_conn *c, void *buf, size_t len);

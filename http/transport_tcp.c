@@ -60,6 +60,7 @@ static int tcp_shutdown_write(sp_http_conn *c) {
 
 const sp_transport_ops sp_transport_tcp = {
     .name = "tcp",
+    .short_read_drains = true,
     .read = tcp_read,
     .writev = tcp_writev,
     .sendfile = tcp_sendfile,

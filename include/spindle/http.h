@@ -110,8 +110,8 @@ int sp_http_resp_header(sp_http_resp *resp, const char *name, const char *value)
 /* Sends a whole response: status, the headers added so far, Content-Type
  * (unless NULL) and Content-Length, and body (borrowed until it returns;
  * omitted for HEAD, and for 1xx, 204 and 304, which carry none). Returns 0,
- * -EALREADY if a response was already sent, -EINVAL for a content type
- * holding CR or LF, -ECONNRESET/-EPIPE if the client went away, -ETIMEDOUT
+ * -EALREADY if a response was already sent, -EINVAL for a status outside
+ * 100..999 or a content type holding CR or LF, -ECONNRESET/-EPIPE if the client went away, -ETIMEDOUT
  * (write timeout), -ECANCELED. Suspends until the bytes are written. */
 int sp_http_resp_send(sp_http_resp *resp, int status, const char *content_type, const void *body,
                       size_t len);
