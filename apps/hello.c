@@ -101,8 +101,8 @@ static int user(sp_http_req *req, sp_http_resp *resp, void *arg) {
     sp_str id;
     sp_http_req_param(req, "id", &id);
     char body[160];
-    int n = snprintf(body, sizeof(body), "{\"id\":\"%.*s\"}", (int)(id.len > 64 ? 64 : id.len),
-                     id.ptr);
+    int n =
+        snprintf(body, sizeof(body), "{\"id\":\"%.*s\"}", (int)(id.len > 64 ? 64 : id.len), id.ptr);
     return sp_http_resp_send(resp, 200, "application/json", body, (size_t)n);
 }
 
@@ -117,18 +117,22 @@ static void usage(FILE *f) {
 int main(int argc, char **argv) {
     sp_http_config cfg;
     sp_http_config_init(&cfg);
-    static const struct option opts[] = {{"host", required_argument, NULL, 'H'},
-                                         {"port", required_argument, NULL, 'p'},
-                                         {"workers", required_argument, NULL, 'w'},
-                                         {"access-log", required_argument, NULL, 'a'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"host", required_argument, NULL, 'H'},    {"port", required_argument, NULL, 'p'},
+        {"workers", required_argument, NULL, 'w'}, {"access-log", required_argument, NULL, 'a'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "H:p:w:a:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'H': cfg.host = optarg; break;
-        case 'p': cfg.port = atoi(optarg); break;
-        case 'w': cfg.workers = atoi(optarg); break;
+        case 'H':
+            cfg.host = optarg;
+            break;
+        case 'p':
+            cfg.port = atoi(optarg);
+            break;
+        case 'w':
+            cfg.workers = atoi(optarg);
+            break;
         case 'a':
             cfg.access_log = strcmp(optarg, "json") == 0     ? SP_ACCESS_LOG_JSON
                              : strcmp(optarg, "common") == 0 ? SP_ACCESS_LOG_COMMON
@@ -138,8 +142,12 @@ int main(int argc, char **argv) {
                 return 2;
             }
             break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     sp_router *r;

@@ -21,7 +21,7 @@ typedef struct gather {
     gather_child *children; /* one per distinct task */
     size_t nchildren;       /* distinct tasks */
     size_t nfinished;
-    size_t refs;            /* the caller + children whose callback is pending */
+    size_t refs; /* the caller + children whose callback is pending */
     bool return_exceptions;
     bool cancel_requested;
 } gather;

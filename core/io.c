@@ -33,7 +33,8 @@ int sp_io_wait(int fd, int events, double timeout) {
         return -EINVAL;
     io_waiter w;
     sp_future_init(&w.fut);
-    short what = (short)((events & SP_IO_READ ? EV_READ : 0) | (events & SP_IO_WRITE ? EV_WRITE : 0));
+    short what =
+        (short)((events & SP_IO_READ ? EV_READ : 0) | (events & SP_IO_WRITE ? EV_WRITE : 0));
     if (event_assign(&w.ev, loop->base, fd, what, io_ready, &w) != 0)
         return -EINVAL;
     struct timeval tv, *tvp = NULL;

@@ -299,4 +299,3 @@ size_t sp_tasks_distinct(sp_task *const *tasks, size_t n, sp_task **out) {
     free(sorted);
     return k;
 }
-

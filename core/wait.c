@@ -103,7 +103,7 @@ struct sp_as_completed {
     size_t n;
     sp_task **done; /* completion order; NULL marks a timed-out slot */
     size_t ndone, nread;
-    size_t todo;    /* tasks still being watched */
+    size_t todo; /* tasks still being watched */
     sp_timer timer;
     sp_future *getter; /* the caller's wait, while it waits */
 };
@@ -133,8 +133,7 @@ static void ac_on_timeout(sp_cb *cb) {
     }
 }
 
-int sp_as_completed_begin(sp_as_completed **out, sp_task *const *tasks, size_t n,
-                          double timeout) {
+int sp_as_completed_begin(sp_as_completed **out, sp_task *const *tasks, size_t n, double timeout) {
     sp_loop *loop = sp_loop_get();
     if (!loop)
         return -EPERM;

@@ -8,7 +8,7 @@
 typedef struct work_arg {
     const char *name;
     double delay;
-    bool fail;         /* fail with -EIO after the delay */
+    bool fail;          /* fail with -EIO after the delay */
     bool swallow;       /* return a result when cancelled */
     double slow_cancel; /* seconds of cleanup after a cancellation */
 } work_arg;
@@ -83,9 +83,8 @@ static int s_gather_return_exc(void *arg, void **result) {
     void *res[4];
     int errs[4];
     assert_int_equal(sp_gather(ts, 4, SP_GATHER_RETURN_EXCEPTIONS, res, errs), 0);
-    logf_("results ['%s', '%s', '%s', '%s']", (char *)res[0],
-          errs[1] == -EIO ? "ValueError" : "?", (char *)res[2],
-          errs[3] == -ECANCELED ? "CancelledError" : "?");
+    logf_("results ['%s', '%s', '%s', '%s']", (char *)res[0], errs[1] == -EIO ? "ValueError" : "?",
+          (char *)res[2], errs[3] == -ECANCELED ? "CancelledError" : "?");
     release_all(ts, 4);
     return 0;
 }
@@ -115,8 +114,8 @@ static int s_gather_cancelled_child(void *arg, void **result) {
 static void test_gather_with_a_cancelled_child_returns_ecanceled(void **state) {
     (void)state;
     run_main(s_gather_cancelled_child, NULL);
-    expect_log("a start", "b start", "b cancelled", "gather cancelled",
-               "a done=False cancelling=0", "a end");
+    expect_log("a start", "b start", "b cancelled", "gather cancelled", "a done=False cancelling=0",
+               "a end");
 }
 
 static int gather_outer(void *arg, void **result) {
@@ -562,7 +561,10 @@ static int timeout_then_cancelled(void *arg, void **result) {
      * must let it through instead of reporting a timeout. */
     sp_task_cancel(sp_task_current());
     int rc = sp_timeout_exit(&tm, sp_sleep(1));
-    logf_("%s %d", rc == -ECANCELED ? "cancelled" : rc == -ETIMEDOUT ? "timeout" : "?",
+    logf_("%s %d",
+          rc == -ECANCELED   ? "cancelled"
+          : rc == -ETIMEDOUT ? "timeout"
+                             : "?",
           sp_task_cancelling(sp_task_current()));
     return rc;
 }

@@ -59,8 +59,9 @@ static void test_access_log_json_has_one_line_per_request(void **state) {
     (void)state;
     run_requests(cfg_json_log);
     char *log = read_log();
-    assert_non_null(strstr(log, "\"method\":\"GET\",\"target\":\"/hello?x=1\",\"proto\":\"HTTP/1.1\","
-                                "\"status\":200,\"bytes\":2,"));
+    assert_non_null(strstr(log,
+                           "\"method\":\"GET\",\"target\":\"/hello?x=1\",\"proto\":\"HTTP/1.1\","
+                           "\"status\":200,\"bytes\":2,"));
     assert_non_null(strstr(log, "\"user_agent\":\"agent \\\"7\\\"\""));
     assert_non_null(strstr(log, "\"target\":\"/missing\""));
     assert_non_null(strstr(log, "\"status\":404"));

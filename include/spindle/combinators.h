@@ -52,8 +52,7 @@ int sp_taskgroup_init(sp_taskgroup *g);
 /* Spawns a child (as sp_spawn). *out (if out is non-NULL) gets a handle the
  * caller releases. Returns 0, -ENOMEM, -EPERM if the group is not entered or
  * already finished, -ESHUTDOWN while it is aborting. Never suspends. */
-int sp_taskgroup_spawn(sp_taskgroup *g, sp_task **out, const char *name, sp_task_fn *fn,
-                       void *arg);
+int sp_taskgroup_spawn(sp_taskgroup *g, sp_task **out, const char *name, sp_task_fn *fn, void *arg);
 
 /* The end of the group's block: body_err is how the code between init and
  * here ended (0, an error, or -ECANCELED). Cancels the children if the body
@@ -134,8 +133,7 @@ typedef struct sp_as_completed sp_as_completed;
 
 /* Starts the iteration over tasks[0..n) (duplicates count once). The iterator
  * holds references to the tasks. Returns 0, -ENOMEM, -EPERM outside a loop. */
-int sp_as_completed_begin(sp_as_completed **out, sp_task *const *tasks, size_t n,
-                          double timeout);
+int sp_as_completed_begin(sp_as_completed **out, sp_task *const *tasks, size_t n, double timeout);
 
 /* Suspends until the next task finishes and returns its outcome as
  * sp_task_await (result in *result); *task (if non-NULL) is that task,

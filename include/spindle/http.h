@@ -46,8 +46,7 @@ typedef struct sp_http_next sp_http_next;
 /* Wraps the handlers of a router: may inspect or answer the request itself,
  * or call sp_http_next_call() to run the rest of the chain and then
  * post-process. Returns as a handler does. */
-typedef int sp_http_middleware(sp_http_req *req, sp_http_resp *resp, sp_http_next *next,
-                               void *arg);
+typedef int sp_http_middleware(sp_http_req *req, sp_http_resp *resp, sp_http_next *next, void *arg);
 
 /* Runs the rest of the chain (the next middleware, finally the handler).
  * Returns what it returned. May suspend. */
@@ -111,8 +110,8 @@ int sp_http_resp_header(sp_http_resp *resp, const char *name, const char *value)
  * (unless NULL) and Content-Length, and body (borrowed until it returns;
  * omitted for HEAD, and for 1xx, 204 and 304, which carry none). Returns 0,
  * -EALREADY if a response was already sent, -EINVAL for a status outside
- * 100..999 or a content type holding CR or LF, -ECONNRESET/-EPIPE if the client went away, -ETIMEDOUT
- * (write timeout), -ECANCELED. Suspends until the bytes are written. */
+ * 100..999 or a content type holding CR or LF, -ECONNRESET/-EPIPE if the client went away,
+ * -ETIMEDOUT (write timeout), -ECANCELED. Suspends until the bytes are written. */
 int sp_http_resp_send(sp_http_resp *resp, int status, const char *content_type, const void *body,
                       size_t len);
 
@@ -158,23 +157,23 @@ enum { SP_ACCESS_LOG_OFF = 0, SP_ACCESS_LOG_COMMON = 1, SP_ACCESS_LOG_JSON = 2 }
 
 /* Server settings. sp_http_config_init() fills the defaults (in brackets). */
 typedef struct sp_http_config {
-    const char *host;         /* address to listen on ["127.0.0.1"] */
-    int port;                 /* 0: an ephemeral port, see sp_http_server_port [8080] */
-    int workers;              /* threads, each with its own loop and listener [cores] */
-    int backlog;              /* listen(2) backlog [1024] */
-    double header_timeout;    /* seconds to receive a request head [10] */
-    double body_timeout;      /* seconds between two pieces of a body [30] */
-    double idle_timeout;      /* seconds a keep-alive connection may stay idle [60] */
-    double write_timeout;     /* seconds the client may take to accept bytes [30] */
-    double drain_timeout;     /* graceful shutdown: seconds to finish requests [10] */
-    size_t max_header_bytes;  /* request line + headers, else 431 (414 for the target) [16 KiB] */
-    size_t max_headers;       /* header count, else 431 [100; at most SP_HTTP_MAX_HEADERS] */
-    size_t max_uri;           /* request-target bytes, else 414 [8 KiB] */
-    size_t max_body;          /* body bytes, else 413 [1 MiB] */
-    size_t max_connections;   /* per worker; above it, accepting pauses [10000] */
-    int access_log;           /* SP_ACCESS_LOG_* [off] */
+    const char *host;        /* address to listen on ["127.0.0.1"] */
+    int port;                /* 0: an ephemeral port, see sp_http_server_port [8080] */
+    int workers;             /* threads, each with its own loop and listener [cores] */
+    int backlog;             /* listen(2) backlog [1024] */
+    double header_timeout;   /* seconds to receive a request head [10] */
+    double body_timeout;     /* seconds between two pieces of a body [30] */
+    double idle_timeout;     /* seconds a keep-alive connection may stay idle [60] */
+    double write_timeout;    /* seconds the client may take to accept bytes [30] */
+    double drain_timeout;    /* graceful shutdown: seconds to finish requests [10] */
+    size_t max_header_bytes; /* request line + headers, else 431 (414 for the target) [16 KiB] */
+    size_t max_headers;      /* header count, else 431 [100; at most SP_HTTP_MAX_HEADERS] */
+    size_t max_uri;          /* request-target bytes, else 414 [8 KiB] */
+    size_t max_body;         /* body bytes, else 413 [1 MiB] */
+    size_t max_connections;  /* per worker; above it, accepting pauses [10000] */
+    int access_log;          /* SP_ACCESS_LOG_* [off] */
     const char *access_log_path; /* file for the access log; NULL or "-": stdout [NULL] */
-    bool handle_signals;      /* sp_http_server_run handles SIGTERM/SIGINT [true] */
+    bool handle_signals;         /* sp_http_server_run handles SIGTERM/SIGINT [true] */
 } sp_http_config;
 
 void sp_http_config_init(sp_http_config *cfg);

@@ -26,10 +26,10 @@ typedef int sp_task_fn(void *arg, void **result);
 
 /* Loop settings; zero fields take the defaults. */
 typedef struct sp_config {
-    size_t stack_size;      /* bytes per task stack; default 128 KiB */
-    bool debug;             /* asyncio's debug mode: slow-task and pending-task warnings */
-    double slow_task_secs;  /* debug: warn when a task runs this long without suspending
-                               (default 0.1 s, as asyncio's slow_callback_duration) */
+    size_t stack_size;     /* bytes per task stack; default 128 KiB */
+    bool debug;            /* asyncio's debug mode: slow-task and pending-task warnings */
+    double slow_task_secs; /* debug: warn when a task runs this long without suspending
+                              (default 0.1 s, as asyncio's slow_callback_duration) */
 } sp_config;
 
 /* Creates a loop on the calling thread, runs main(arg) as a task until it
