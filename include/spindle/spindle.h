@@ -13,5 +13,6 @@
 #include <spindle/http.h>
 #include <spindle/router.h>
 #include <spindle/log.h>
+#include <spindle/ratelimit_mw.h>
 
 #endif
