@@ -26,8 +26,11 @@ void sp_log_warn(const char *fmt, ...) {
     va_end(ap);
 }
 
-static void timer_ev_noop(evutil_socket_t fd, short what, void *arg) {
-    (void)fd, (void)what, (void)arg;
+/* The wake-up for the earliest timer fired: it is no longer armed. The
+ * timers themselves are expired by the run loop. */
+static void timer_ev_fired(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    ((sp_loop *)arg)->timer_armed_for = 0;
 }
 
 static void loop_destroy(sp_loop *loop) {
@@ -66,7 +69,7 @@ static int loop_create(const sp_config *cfg, sp_loop **out) {
         if (ec)
             event_config_free(ec);
     }
-    if (rc == 0 && !(loop->timer_ev = evtimer_new(loop->base, timer_ev_noop, NULL)))
+    if (rc == 0 && !(loop->timer_ev = evtimer_new(loop->base, timer_ev_fired, loop)))
         rc = -ENOMEM;
     if (rc != 0) {
         loop_destroy(loop);

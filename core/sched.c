@@ -54,14 +54,23 @@ static int poll_io(sp_loop *loop) {
             tv.tv_sec++;
             tv.tv_usec = 0;
         }
-        event_add(loop->timer_ev, &tv);
+        /* Re-arming costs a syscall (timerfd): only when the deadline moved.
+         * A stale one just wakes the loop once for nothing. */
+        int64_t when = loop->heap[0]->when;
+        if (when != loop->timer_armed_for) {
+            event_add(loop->timer_ev, &tv);
+            loop->timer_armed_for = when;
+        }
     } else {
+        if (loop->timer_armed_for) {
+            event_del(loop->timer_ev);
+            loop->timer_armed_for = 0;
+        }
         int events = event_base_get_num_events(loop->base, EVENT_BASE_COUNT_ADDED);
         if (events <= loop->internal_events && loop->external_wakers == 0)
             return -EDEADLK;
     }
     int rc = event_base_loop(loop->base, EVLOOP_ONCE);
-    event_del(loop->timer_ev);
     loop->steps_since_poll = 0;
     return rc < 0 ? -EIO : 0;
 }

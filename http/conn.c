@@ -839,7 +839,9 @@ static int conn_task(void *arg, void **result) {
             /* Nothing buffered: read the socket until EAGAIN before going
              * idle, since its edge will not come again. No suspension between
              * that EAGAIN and going idle, or a new edge could be lost. */
-            ssize_t n = c->readable ? fill(c, NULL, 0) : -EAGAIN;
+            /* A short read cleared `readable`, but a FIN that came with the
+             * last bytes brings no new edge: EV_CLOSED reported it. */
+            ssize_t n = (c->readable || c->peer_closed) ? fill(c, NULL, 0) : -EAGAIN;
             if (n == 0 || (n < 0 && n != -EAGAIN)) {
                 c->keep_going = false;
                 break;
@@ -860,9 +862,11 @@ static int conn_task(void *arg, void **result) {
 /* ---- Connection lifecycle -------------------------------------------------- */
 
 static void conn_readable(evutil_socket_t fd, short what, void *arg) {
-    (void)fd, (void)what;
+    (void)fd;
     sp_http_conn *c = arg;
     c->readable = true;
+    if (what & EV_CLOSED)
+        c->peer_closed = true;
     if (c->closing)
         return;
     if (!c->task) {
@@ -908,7 +912,8 @@ sp_http_conn *sp_http_conn_new(sp_http_worker *w, int fd, const struct sockaddr 
     memcpy(&c->peer, peer, c->peer_len);
     sp_timer_init(&c->idle_timer, idle_expired);
     sp_loop *loop = sp_loop_get();
-    if (event_assign(&c->ev, loop->base, fd, EV_READ | EV_ET | EV_PERSIST, conn_readable, c) != 0 ||
+    if (event_assign(&c->ev, loop->base, fd, EV_READ | EV_CLOSED | EV_ET | EV_PERSIST, conn_readable, c) !=
+            0 ||
         event_add(&c->ev, NULL) != 0) {
         free(c);
         return NULL;
@@ -927,11 +932,17 @@ void sp_http_conn_drain(sp_http_conn *c) {
 }
 
 void sp_http_conn_close(sp_http_conn *c) {
-    if (c->task) {
+    if (c->task && c->task->started) {
         /* The task owns the connection: it closes it on its way out. */
         c->keep_going = false;
         sp_task_cancel(c->task);
         return;
+    }
+    if (c->task) {
+        /* Spawned but never run: cancelled now, it ends without running, so
+         * it will not touch the connection. */
+        sp_task_cancel(c->task);
+        c->task = NULL;
     }
     sp_http_worker *w = c->w;
     c->closing = true;

@@ -80,6 +80,7 @@ struct sp_http_conn {
     char *rbuf; /* NULL while idle: an idle connection holds no buffer */
     size_t rlen, rcap;
     bool readable; /* an edge arrived since the last EAGAIN */
+    bool peer_closed; /* an edge reported the peer's FIN (EV_CLOSED) */
     bool in_handler;
     bool closing;
     bool keep_going; /* false once the connection must close after this response */

@@ -329,6 +329,20 @@ static void test_dot_segments_and_double_slashes_are_resolved_as_nginx_does(void
     expect_server_healthy(g_srv.port);
 }
 
+static void test_a_client_that_half_closes_after_its_request_is_answered_then_closed(void **state) {
+    (void)state;
+    client c;
+    client_connect(&c, g_srv.port);
+    client_sends(&c, "GET /users/5 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(shutdown(c.fd, SHUT_WR), 0);
+    double t0 = now_s();
+    /* The FIN came with the request: no idle keep-alive wait after the answer. */
+    assert_int_equal(client_read_to_eof(&c, 2.0), 0);
+    assert_true(now_s() - t0 < 1.0);
+    assert_non_null(strstr(c.buf, "HTTP/1.1 200 OK"));
+    client_close(&c);
+}
+
 static void test_path_params_reach_the_handler_decoded(void **state) {
     (void)state;
     client c;
@@ -866,6 +880,7 @@ int main(void) {
         cmocka_unit_test(test_unknown_path_gives_404_and_keeps_the_connection),
         cmocka_unit_test(test_wrong_method_gives_405_with_allow),
         cmocka_unit_test(test_path_params_reach_the_handler_decoded),
+        cmocka_unit_test(test_a_client_that_half_closes_after_its_request_is_answered_then_closed),
         cmocka_unit_test(test_dot_segments_and_double_slashes_are_resolved_as_nginx_does),
         cmocka_unit_test(test_query_params_are_decoded),
         cmocka_unit_test(test_response_header_injection_is_rejected),

@@ -13,6 +13,7 @@
 #include <spindle/http.h>
 #include <spindle/router.h>
 #include <spindle/log.h>
+#include <spindle/client.h>
 #include <spindle/ratelimit_mw.h>
 
 #endif
