@@ -15,5 +15,6 @@
 #include <spindle/log.h>
 #include <spindle/client.h>
 #include <spindle/ratelimit_mw.h>
+#include <spindle/fanout.h>
 
 #endif
