@@ -14,9 +14,9 @@ struct event;
 
 typedef struct sp_loop {
     struct event_base *base;
-    struct event *timer_ev; /* fires at the earliest timer while the loop waits */
+    struct event *timer_ev;  /* fires at the earliest timer while the loop waits */
     int64_t timer_armed_for; /* the deadline timer_ev is armed for, 0: none */
-    sp_list ready;          /* sp_cb nodes to run at the next iteration */
+    sp_list ready;           /* sp_cb nodes to run at the next iteration */
     sp_timer **heap;
     size_t nheap, heap_cap;
     uint64_t timer_seq;

@@ -7,31 +7,12 @@
 
 #include "client_internal.h"
 
-static ssize_t fail_code(void) {
-    if (errno == EAGAIN)
-        return SP_TP_AGAIN;
-    return errno == EPIPE ? -EPIPE : -ECONNRESET;
-}
-
 static ssize_t tcp_read(sp_hc_conn *c, void *buf, size_t len) {
-    for (;;) {
-        ssize_t n = read(c->fd, buf, len);
-        if (n >= 0)
-            return n;
-        if (errno != EINTR)
-            return fail_code();
-    }
+    return sp_tcp_read(c->fd, buf, len);
 }
 
 static ssize_t tcp_writev(sp_hc_conn *c, const struct iovec *iov, int iovcnt) {
-    struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
-    for (;;) {
-        ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
-        if (n >= 0)
-            return n;
-        if (errno != EINTR)
-            return fail_code();
-    }
+    return sp_tcp_writev(c->fd, iov, iovcnt);
 }
 
 /* An idle connection has nothing to read: a byte there is a FIN, a reset, or

@@ -912,8 +912,8 @@ sp_http_conn *sp_http_conn_new(sp_http_worker *w, int fd, const struct sockaddr 
     memcpy(&c->peer, peer, c->peer_len);
     sp_timer_init(&c->idle_timer, idle_expired);
     sp_loop *loop = sp_loop_get();
-    if (event_assign(&c->ev, loop->base, fd, EV_READ | EV_CLOSED | EV_ET | EV_PERSIST, conn_readable, c) !=
-            0 ||
+    if (event_assign(&c->ev, loop->base, fd, EV_READ | EV_CLOSED | EV_ET | EV_PERSIST,
+                     conn_readable, c) != 0 ||
         event_add(&c->ev, NULL) != 0) {
         free(c);
         return NULL;

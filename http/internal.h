@@ -79,7 +79,7 @@ struct sp_http_conn {
     sp_future *read_waiter;
     char *rbuf; /* NULL while idle: an idle connection holds no buffer */
     size_t rlen, rcap;
-    bool readable; /* an edge arrived since the last EAGAIN */
+    bool readable;    /* an edge arrived since the last EAGAIN */
     bool peer_closed; /* an edge reported the peer's FIN (EV_CLOSED) */
     bool in_handler;
     bool closing;

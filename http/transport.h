@@ -41,6 +41,11 @@ typedef struct sp_transport_ops {
     int (*shutdown_write)(struct sp_http_conn *c);
 } sp_transport_ops;
 
+/* read(2) and sendmsg(2) for TCP transports (tcp_io.c): EINTR retried,
+ * MSG_NOSIGNAL, results as the ops above. */
+ssize_t sp_tcp_read(int fd, void *buf, size_t len);
+ssize_t sp_tcp_writev(int fd, const struct iovec *iov, int iovcnt);
+
 /* Plain TCP. */
 extern const sp_transport_ops sp_transport_tcp;
 

@@ -7,31 +7,12 @@
 
 #include "internal.h"
 
-static ssize_t fail_code(void) {
-    if (errno == EAGAIN)
-        return SP_TP_AGAIN;
-    return errno == EPIPE ? -EPIPE : -ECONNRESET;
-}
-
 static ssize_t tcp_read(sp_http_conn *c, void *buf, size_t len) {
-    for (;;) {
-        ssize_t n = read(c->fd, buf, len);
-        if (n >= 0)
-            return n;
-        if (errno != EINTR)
-            return fail_code();
-    }
+    return sp_tcp_read(c->fd, buf, len);
 }
 
 static ssize_t tcp_writev(sp_http_conn *c, const struct iovec *iov, int iovcnt) {
-    struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
-    for (;;) {
-        ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
-        if (n >= 0)
-            return n;
-        if (errno != EINTR)
-            return fail_code();
-    }
+    return sp_tcp_writev(c->fd, iov, iovcnt);
 }
 
 static ssize_t tcp_sendfile(sp_http_conn *c, int fd, off_t *offset, size_t len) {
@@ -42,8 +23,10 @@ static ssize_t tcp_sendfile(sp_http_conn *c, int fd, off_t *offset, size_t len) 
         if (errno == EINTR)
             continue;
         /* Errors of the file itself stay what they are. */
-        if (errno == EAGAIN || errno == EPIPE || errno == ECONNRESET)
-            return fail_code();
+        if (errno == EAGAIN)
+            return SP_TP_AGAIN;
+        if (errno == EPIPE || errno == ECONNRESET)
+            return -errno;
         return -errno;
     }
 }
