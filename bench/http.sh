@@ -69,45 +69,9 @@ cmake -S . -B build/bench -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/bench --target hello >/dev/null
 hello=build/bench/hello
 
-tmp=$(mktemp -d /tmp/spindle-bench.XXXXXX)
-pids=()
-
-# True while pid runs (a zombie waiting to be reaped does not count).
-alive() {
-    local st
-    st=$(sed -n 's/.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null) || return 1
-    [ -n "$st" ] && [ "$st" != Z ]
-}
-
-forget() {
-    local p keep=()
-    for p in "${pids[@]}"; do
-        [ "$p" = "$1" ] || keep+=("$p")
-    done
-    pids=("${keep[@]}")
-}
-
-# Asks pid to stop, kills it after 5 s, and reaps it.
-stop() {
-    kill -TERM "$1" 2>/dev/null || true
-    for _ in $(seq 50); do
-        alive "$1" || break
-        sleep 0.1
-    done
-    kill -KILL "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-    forget "$1"
-}
-
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do
-        stop "$p"
-    done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+bench_init spindle-bench
 
 # Runs a command in the background, remembered for cleanup; waits for it.
 run_bounded() {
@@ -122,10 +86,6 @@ run_bounded() {
 
 answers() {
     [ "$(curl -s --noproxy '*' --max-time 2 "http://127.0.0.1:$1/" 2>/dev/null)" = "Hello, World!" ]
-}
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # Sets server_pid and server_port.
