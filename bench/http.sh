@@ -221,21 +221,6 @@ round() {
     cat "$tmp/best" >>"$tmp/runs"
 }
 
-median() {
-    sort -g | awk '{v[NR] = $1} END {if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
-}
-
-# figure NAME COLUMN: the median of one column of one server's runs.
-figure() {
-    awk -v n="$1" -v c="$2" '$1 == n {print $c}' "$tmp/runs" | median
-}
-
-# ratio COLUMN: the median over rounds of spindle's value over nginx's.
-ratio() {
-    awk -v c="$1" '$1 == "spindle" {s[$2] = $c} $1 == "nginx" {n[$2] = $c}
-        END {for (r in s) if (n[r] > 0) print s[r] / n[r]}' "$tmp/runs" | median
-}
-
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc --all) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)), kernel $(uname -r), $(nginx -v 2>&1 | sed 's|.*: ||'), load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "# $rounds rounds of ${duration} s, $connections connections, wrk -t1 on CPU $client_cpu, servers on CPU $server_cpu" >&2
 

@@ -43,6 +43,23 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# The median of the numbers on standard input, one a line.
+median() {
+    sort -g | awk '{v[NR] = $1} END {if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+
+# figure NAME COLUMN: the median of one column of $tmp/runs over the rows
+# whose first field is NAME (rows: name round figures...).
+figure() {
+    awk -v n="$1" -v c="$2" '$1 == n {print $c}' "$tmp/runs" | median
+}
+
+# ratio COLUMN: the median over rounds of spindle's value over nginx's.
+ratio() {
+    awk -v c="$1" '$1 == "spindle" {s[$2] = $c} $1 == "nginx" {n[$2] = $c}
+        END {for (r in s) if (n[r] > 0) print s[r] / n[r]}' "$tmp/runs" | median
+}
+
 bench_init() {
     tmp=$(mktemp -d "/tmp/$1.XXXXXX")
     trap cleanup EXIT
