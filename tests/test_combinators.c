@@ -329,6 +329,50 @@ static void test_as_completed_reports_errors_and_ends_with_enoent(void **state) 
     expect_log("a start", "b start", "b fails", "a end");
 }
 
+/* Waits in sp_wait or sp_as_completed_next (arg selects) until cancelled. */
+static int waits_on_one(void *arg, void **result) {
+    (void)result;
+    sp_task **t = arg;
+    int rc;
+    if (t[1]) {
+        rc = sp_wait(t, 1, SP_ALL_COMPLETED, -1, NULL, NULL);
+    } else {
+        sp_as_completed *ac;
+        assert_int_equal(sp_as_completed_begin(&ac, t, 1, -1), 0);
+        rc = sp_as_completed_next(ac, NULL, NULL);
+        sp_as_completed_end(ac);
+    }
+    logf_("waiter rc=%s", rc == -ECANCELED ? "ECANCELED" : "?");
+    return rc;
+}
+
+static int s_cancel_waiters(void *arg, void **result) {
+    (void)arg, (void)result;
+    work_arg wa = {"a", 0.03};
+    sp_task *a = spawn_work(&wa);
+    for (int mode = 0; mode < 2; mode++) {
+        sp_task *args[2] = {a, mode ? a : NULL};
+        sp_task *w;
+        sp_spawn(&w, NULL, waits_on_one, args);
+        sp_sleep(0.001);
+        sp_task_cancel(w);
+        assert_int_equal(sp_task_await(w, NULL), -ECANCELED);
+        sp_task_release(w);
+    }
+    /* Neither wait cancels what it watches. */
+    assert_false(sp_task_done(a));
+    void *r;
+    assert_int_equal(sp_task_await(a, &r), 0);
+    sp_task_release(a);
+    return 0;
+}
+
+static void test_cancelling_wait_or_as_completed_leaves_the_tasks_running(void **state) {
+    (void)state;
+    run_main(s_cancel_waiters, NULL);
+    expect_log("a start", "waiter rc=ECANCELED", "waiter rc=ECANCELED", "a end");
+}
+
 static int shielded(void *arg, void **result) {
     int rc = sp_shield(arg, result);
     if (rc == -ECANCELED)
@@ -628,6 +672,7 @@ int main(void) {
         cmocka_unit_test(test_as_completed_yields_in_completion_order_then_times_out),
         cmocka_unit_test(test_as_completed_reports_errors_and_ends_with_enoent),
         cmocka_unit_test(test_shield_keeps_the_task_running_when_the_caller_is_cancelled),
+        cmocka_unit_test(test_cancelling_wait_or_as_completed_leaves_the_tasks_running),
         cmocka_unit_test(test_taskgroup_first_failure_cancels_siblings_and_body),
         cmocka_unit_test(test_cancelling_the_taskgroup_owner_cancels_its_children),
         cmocka_unit_test(test_nested_taskgroup_failure_propagates_to_the_outer_group),

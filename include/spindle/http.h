@@ -176,6 +176,7 @@ typedef struct sp_http_config {
     bool handle_signals;         /* sp_http_server_run handles SIGTERM/SIGINT [true] */
 } sp_http_config;
 
+/* Fills cfg with the defaults shown in brackets above. Never suspends. */
 void sp_http_config_init(sp_http_config *cfg);
 
 typedef struct sp_http_server sp_http_server;

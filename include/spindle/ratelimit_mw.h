@@ -51,6 +51,8 @@ typedef struct sp_ratelimit_mw_config {
     double max_wait; /* > 0: queue requests up to this many seconds [0: 429 at once] */
 } sp_ratelimit_mw_config;
 
+/* Fills cfg with the defaults shown in brackets above; rate must still be set.
+ * Never suspends. */
 void sp_ratelimit_mw_config_init(sp_ratelimit_mw_config *cfg);
 
 typedef struct sp_ratelimit_mw sp_ratelimit_mw;

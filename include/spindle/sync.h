@@ -56,6 +56,7 @@ void sp_event_set(sp_event *e);
 /* Clears the flag; tasks already woken by a set still return 0. */
 void sp_event_clear(sp_event *e);
 
+/* True while the flag is set. Never suspends. */
 bool sp_event_is_set(const sp_event *e);
 
 /* Suspends until the flag is set; returns at once if it already is. Returns 0,
