@@ -432,23 +432,26 @@ static int bad_gateway(sp_http_resp *resp, const char *url, const sp_http_client
 }
 
 /* Bodies up to this size that announce their length are read whole and sent
- * with their Content-Length in one write; longer or unannounced ones are
- * streamed through (chunked) as they arrive. */
+ * with their Content-Length in one write; longer ones are streamed through
+ * with their length, unannounced ones chunked, as they arrive. */
 #define PROXY_WHOLE_MAX (64 * 1024)
 
-/* True if a Content-Length value is at most PROXY_WHOLE_MAX. */
-static bool small_length(sp_str v) {
-    size_t n = 0;
+/* A Content-Length value as a number; false if it is not one (the client
+ * already refused a malformed one). */
+static bool parse_length(sp_str v, uint64_t *out) {
+    uint64_t n = 0;
     for (size_t i = 0; i < v.len; i++) {
-        if (v.ptr[i] < '0' || v.ptr[i] > '9' || n > PROXY_WHOLE_MAX)
+        if (v.ptr[i] < '0' || v.ptr[i] > '9' || n > (UINT64_MAX - 9) / 10)
             return false;
-        n = n * 10 + (size_t)(v.ptr[i] - '0');
+        n = n * 10 + (uint64_t)(v.ptr[i] - '0');
     }
-    return v.len > 0 && n <= PROXY_WHOLE_MAX;
+    *out = n;
+    return v.len > 0;
 }
 
-/* Sends the upstream's answer: its status, end-to-end headers and body. */
-static int relay(sp_http_resp *resp, sp_http_client_resp *up, const char *url) {
+/* Sends the upstream's answer: its status, end-to-end headers and body (none
+ * for a HEAD request, whose answer keeps the upstream's framing headers). */
+static int relay(sp_http_resp *resp, sp_http_client_resp *up, const char *url, bool head) {
     static const sp_str connection = LIT("Connection"), content_type = LIT("Content-Type"),
                         content_length = LIT("Content-Length"), date = LIT("Date"),
                         server = LIT("Server");
@@ -500,7 +503,9 @@ static int relay(sp_http_resp *resp, sp_http_client_resp *up, const char *url) {
     int status = sp_http_client_resp_status(up);
     sp_http_client_error e;
     sp_str body;
-    if (clen.ptr && small_length(clen)) {
+    uint64_t length = 0;
+    bool sized = clen.ptr && parse_length(clen, &length);
+    if (sized && length <= PROXY_WHOLE_MAX && !head) {
         rc = sp_http_client_resp_body(up, &body, &e);
         if (rc == -ECANCELED)
             return rc;
@@ -508,7 +513,10 @@ static int relay(sp_http_resp *resp, sp_http_client_resp *up, const char *url) {
             return bad_gateway(resp, url, &e);
         return sp_http_resp_send(resp, status, has_type ? type : NULL, body.ptr, body.len);
     }
-    rc = sp_http_resp_start(resp, status, has_type ? type : NULL);
+    if (sized)
+        rc = sp_http_resp_start_length(resp, status, has_type ? type : NULL, length);
+    else
+        rc = sp_http_resp_start(resp, status, has_type ? type : NULL);
     while (rc == 0) {
         rc = sp_http_client_resp_read(up, &body, &e);
         if (rc != 0 && rc != -ECANCELED)
@@ -599,7 +607,7 @@ static int proxy(sp_http_req *req, sp_http_resp *resp, void *arg) {
     sp_http_client_error e;
     rc = sp_http_client_request(cl, &r, &up, &e);
     if (rc == 0)
-        rc = relay(resp, up, url.p);
+        rc = relay(resp, up, url.p, sp_str_eq(m, sp_str_c("HEAD")));
     else if (rc != -ECANCELED)
         rc = bad_gateway(resp, url.p, &e);
     sp_http_client_resp_free(up);

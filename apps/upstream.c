@@ -6,8 +6,8 @@
  *                           fail=STATUS (400..599: that status, JSON error),
  *                           hang=1 (never answers: waits until the client
  *                           leaves), trickle=1 (the body one byte per 100 ms)
- *   GET  /big?bytes=N       N bytes (Content-Length up to 1 MiB, chunked above
- *                           it or with chunked=1)
+ *   GET  /big?bytes=N       N bytes with their Content-Length (streamed above
+ *                           1 MiB), or chunked with chunked=1
  *   POST /echo              the request body, echoed
  *   GET  /stats             requests answered and in progress (but /stats)
  * Resetting the connection and answering garbage need the socket, which a
@@ -155,7 +155,8 @@ static int big(sp_http_req *req, sp_http_resp *resp, void *arg) {
         return bad_request(resp, "chunked takes 0 or 1");
     if (!chunked && bytes <= BIG_STATIC)
         return sp_http_resp_send(resp, 200, "text/plain", g_big, (size_t)bytes);
-    int rc = sp_http_resp_start(resp, 200, "text/plain");
+    int rc = chunked ? sp_http_resp_start(resp, 200, "text/plain")
+                     : sp_http_resp_start_length(resp, 200, "text/plain", (uint64_t)bytes);
     for (size_t left = (size_t)bytes; rc == 0 && left > 0;) {
         size_t n = left < 65536 ? left : 65536;
         /* Pieces follow on in the pattern: 65536 is a whole number of lines. */

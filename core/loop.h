@@ -28,6 +28,9 @@ typedef struct sp_loop {
     int internal_events;       /* libevent events of ours that never wake a task */
     int external_wakers;       /* in-flight work (threads, processes) that will wake a task */
     unsigned steps_since_poll; /* callbacks run since I/O was last polled */
+    int64_t now_ns;            /* the clock when this iteration's callbacks began; 0 while
+                                  libevent's callbacks run (see sp_loop_now) */
+    int64_t io_polled_ns;      /* the clock when I/O was last polled */
     bool stopping;
     bool debug;
     int64_t slow_task_ns;
@@ -41,6 +44,14 @@ sp_loop *sp_loop_get(void);
 int64_t sp_now_ns(void);
 /* The clock reading `seconds` from now, saturated far in the future. */
 int64_t sp_deadline_after(double seconds);
+/* The clock as it read when this iteration's callbacks began (no clock
+ * read), so early by however long the iteration has run: for the server's
+ * own timeouts of seconds, as nginx's cached time. Inside libevent's
+ * callbacks (accept, readiness), which run before the iteration takes its
+ * reading and after a wait of any length, the clock is read afresh. */
+int64_t sp_loop_now(const sp_loop *loop);
+/* sp_deadline_after from sp_loop_now. */
+int64_t sp_loop_deadline_after(const sp_loop *loop, double seconds);
 
 /* Arms t to run t->cb at `when` (ns); re-arming moves it. */
 void sp_timer_arm(sp_loop *loop, sp_timer *t, int64_t when);

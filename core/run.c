@@ -53,6 +53,7 @@ static int loop_create(const sp_config *cfg, sp_loop **out) {
     sp_list_init(&loop->tasks);
     sp_fiber_init_main(&loop->sched_fiber);
     loop->debug = cfg && cfg->debug;
+    loop->now_ns = loop->io_polled_ns = sp_now_ns();
     double slow = cfg && cfg->slow_task_secs > 0 ? cfg->slow_task_secs : 0.1;
     loop->slow_task_ns = (int64_t)(slow * 1e9);
     size_t stack = cfg && cfg->stack_size ? cfg->stack_size : 128 * 1024;

@@ -15,14 +15,26 @@ int64_t sp_now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int64_t sp_deadline_after(double seconds) {
+static int64_t seconds_to_ns(double seconds) {
     /* A century: far enough to mean "never", small enough not to overflow. */
     const double max = 100.0 * 365 * 24 * 3600;
     if (!(seconds > 0))
         seconds = 0;
     if (seconds > max)
         seconds = max;
-    return sp_now_ns() + (int64_t)(seconds * 1e9);
+    return (int64_t)(seconds * 1e9);
+}
+
+int64_t sp_deadline_after(double seconds) {
+    return sp_now_ns() + seconds_to_ns(seconds);
+}
+
+int64_t sp_loop_now(const sp_loop *loop) {
+    return loop->now_ns ? loop->now_ns : sp_now_ns();
+}
+
+int64_t sp_loop_deadline_after(const sp_loop *loop, double seconds) {
+    return sp_loop_now(loop) + seconds_to_ns(seconds);
 }
 
 double sp_time(void) {
@@ -42,6 +54,8 @@ static int poll_io(sp_loop *loop) {
         if (loop->steps_since_poll < POLL_EVERY_STEPS)
             return 0;
         loop->steps_since_poll = 0;
+        loop->io_polled_ns = -1;
+        loop->now_ns = 0;
         return event_base_loop(loop->base, EVLOOP_NONBLOCK) < 0 ? -EIO : 0;
     }
     if (loop->nheap > 0) {
@@ -70,8 +84,10 @@ static int poll_io(sp_loop *loop) {
         if (events <= loop->internal_events && loop->external_wakers == 0)
             return -EDEADLK;
     }
+    loop->now_ns = 0; /* stale once the wait begins */
     int rc = event_base_loop(loop->base, EVLOOP_ONCE);
     loop->steps_since_poll = 0;
+    loop->io_polled_ns = -1;
     return rc < 0 ? -EIO : 0;
 }
 
@@ -79,8 +95,11 @@ int sp_loop_run_once(sp_loop *loop) {
     int rc = poll_io(loop);
     if (rc != 0)
         return rc;
+    loop->now_ns = sp_now_ns();
+    if (loop->io_polled_ns < 0)
+        loop->io_polled_ns = loop->now_ns;
     if (loop->nheap > 0)
-        sp_timers_expire(loop, sp_now_ns());
+        sp_timers_expire(loop, loop->now_ns);
 
     sp_list todo;
     sp_list_init(&todo);

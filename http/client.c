@@ -15,6 +15,7 @@
 #include <spindle/io.h>
 
 #include "client_internal.h"
+#include "text.h"
 
 #define RBUF_MIN    4096
 #define STREAM_ROOM (16 * 1024) /* free bytes after a streamed response's head */
@@ -358,21 +359,6 @@ static int advance(sp_hc_call *call, sp_http_client_resp *r, int64_t deadline, d
 
 /* ---- Requests ---------------------------------------------------------------------- */
 
-/* RFC 9110 tchar. */
-static bool is_tchar(unsigned char ch) {
-    return (ch >= '0' && ch <= '9') || ((ch | 32) >= 'a' && (ch | 32) <= 'z') ||
-           (ch && strchr("!#$%&'*+-.^_`|~", ch));
-}
-
-static bool is_token(const char *p, size_t n) {
-    if (n == 0)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!is_tchar((unsigned char)p[i]))
-            return false;
-    return true;
-}
-
 /* A value may not break the head: no CR, LF or NUL. */
 static bool value_ok(const char *p, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -406,9 +392,9 @@ static int parse_url(sp_hc_call *call, const char *url, prepared *pr) {
     if (!sep)
         return sp_hc_fail(call, -EINVAL, "'%s' is not an absolute http:// URL", url);
     size_t slen = (size_t)(sep - url);
-    if (slen == 5 && strncasecmp(url, "https", 5) == 0)
+    if (slen == 5 && sp_http_ieq(url, "https", 5))
         return sp_hc_fail(call, -EPROTONOSUPPORT, "https is not supported yet ('%s')", url);
-    if (slen != 4 || strncasecmp(url, "http", 4) != 0)
+    if (slen != 4 || !sp_http_ieq(url, "http", 4))
         return sp_hc_fail(call, -EINVAL, "unsupported URL scheme in '%s'", url);
     pr->tp = &sp_hc_tcp;
     const char *a = sep + 3;
@@ -477,7 +463,7 @@ static int prepare(sp_hc_call *call, const sp_http_request *req, prepared *pr) {
         return rc;
     pr->method = req->method ? req->method : "GET";
     pr->mlen = strlen(pr->method);
-    if (!is_token(pr->method, pr->mlen))
+    if (!sp_http_token(pr->method, pr->mlen))
         return sp_hc_fail(call, -EINVAL, "bad method '%s'", pr->method);
     sp_str m = {pr->method, pr->mlen};
     if (sp_str_eq(m, LIT("CONNECT")))
@@ -494,7 +480,7 @@ static int prepare(sp_hc_call *call, const sp_http_request *req, prepared *pr) {
         return sp_hc_fail(call, -EINVAL, "nheaders without headers");
     for (size_t i = 0; i < req->nheaders; i++) {
         sp_str n = req->headers[i].name, v = req->headers[i].value;
-        if (!is_token(n.ptr, n.len) || (v.len && !v.ptr) || !value_ok(v.ptr, v.len))
+        if (!sp_http_token(n.ptr, n.len) || (v.len && !v.ptr) || !value_ok(v.ptr, v.len))
             return sp_hc_fail(call, -EINVAL, "bad request header '%.*s'", (int)n.len,
                               n.ptr ? n.ptr : "");
         if (sp_str_eq_case(n, LIT("Content-Length")) || sp_str_eq_case(n, LIT("Transfer-Encoding")))
@@ -504,7 +490,7 @@ static int prepare(sp_hc_call *call, const sp_http_request *req, prepared *pr) {
         /* "close" among the Connection options: the connection is not reused. */
         if (sp_str_eq_case(n, LIT("Connection"))) {
             for (size_t j = 0; j + 5 <= v.len; j++)
-                if (strncasecmp(v.ptr + j, "close", 5) == 0)
+                if (sp_http_ieq(v.ptr + j, "close", 5))
                     pr->close_after = true;
         }
         pr->hdr_bytes += n.len + v.len + 4;

@@ -104,6 +104,7 @@ struct sp_hc_conn {
     int wait_events;   /* SP_IO_READ / SP_IO_WRITE it waits for */
     bool readable;     /* an edge arrived since the socket was last seen drained */
     bool writable;
+    bool peer_closed;    /* EV_CLOSED seen: the upstream sends no more */
     bool idle;           /* pooled, in origin->idle */
     bool counted;        /* counted in loop->internal_events: no task waits on it */
     unsigned requests;   /* responses completed on it */

@@ -217,6 +217,12 @@ static int make_room(sp_http_conn *c, exchange *ex) {
     }
     if (ex && ex->head_done)
         return -ENOBUFS;
+    sp_http_worker *w = c->w;
+    if (!c->rcap && w->nspare > 0) {
+        c->rbuf = w->spare_bufs[--w->nspare];
+        c->rcap = RBUF_MIN;
+        return 0;
+    }
     size_t cap = c->rcap ? c->rcap * 2 : RBUF_MIN;
     char *n = realloc(c->rbuf, cap);
     if (!n)
@@ -684,7 +690,11 @@ static void dispatch(exchange *ex) {
                     sp_task_name(sp_task_current()));
         sp_http_send_error(resp, 500, NULL);
     } else if (rc == 0 && resp->streaming && !resp->finished) {
-        sp_http_resp_end(resp);
+        if (sp_http_resp_end(resp) == -EIO)
+            sp_log_warn("route '%s' (task '%s') returned %llu bytes short of its Content-Length; "
+                        "connection closed",
+                        sp_http_req_route(req), sp_task_name(sp_task_current()),
+                        (unsigned long long)resp->remaining);
     } else if (rc != 0) {
         c->keep_going = false;
         if (rc == -ECANCELED || rc == -ECONNRESET || rc == -EPIPE)
@@ -782,11 +792,27 @@ static void reject(exchange *ex, int status, const char *detail) {
     sp_http_send_error(&ex->resp, status, detail);
 }
 
-static void conn_go_idle(sp_http_conn *c) {
-    free(c->rbuf);
+/* Gives the read buffer back: to the worker's spares if it has its first
+ * size and there is room, else to malloc. */
+static void buf_release(sp_http_conn *c) {
+    sp_http_worker *w = c->w;
+    if (c->rcap == RBUF_MIN && w->nspare < SP_HTTP_SPARE_BUFS)
+        w->spare_bufs[w->nspare++] = c->rbuf;
+    else
+        free(c->rbuf);
     c->rbuf = NULL;
     c->rlen = c->rcap = 0;
-    sp_timer_arm(sp_loop_get(), &c->idle_timer, sp_deadline_after(c->w->srv->cfg.idle_timeout));
+}
+
+void sp_http_worker_free_bufs(sp_http_worker *w) {
+    while (w->nspare > 0)
+        free(w->spare_bufs[--w->nspare]);
+}
+
+static void conn_go_idle(sp_http_conn *c) {
+    buf_release(c);
+    sp_loop *loop = sp_loop_get();
+    sp_timer_arm(loop, &c->idle_timer, sp_loop_deadline_after(loop, c->w->srv->cfg.idle_timeout));
 }
 
 static int conn_task(void *arg, void **result) {
@@ -795,7 +821,7 @@ static int conn_task(void *arg, void **result) {
     llhttp_t parser;
     llhttp_init(&parser, HTTP_REQUEST, &g_settings);
     const sp_http_config *cfg = &c->w->srv->cfg;
-    int64_t deadline = sp_deadline_after(cfg->header_timeout);
+    int64_t deadline = sp_loop_deadline_after(sp_loop_get(), cfg->header_timeout);
     bool access_log = sp_log_access_enabled();
     for (;;) {
         exchange ex;
@@ -852,7 +878,7 @@ static int conn_task(void *arg, void **result) {
                 return 0;
             }
         }
-        deadline = sp_deadline_after(cfg->header_timeout);
+        deadline = sp_loop_deadline_after(sp_loop_get(), cfg->header_timeout);
     }
     c->task = NULL;
     sp_http_conn_close(c);
@@ -919,7 +945,7 @@ sp_http_conn *sp_http_conn_new(sp_http_worker *w, int fd, const struct sockaddr 
         return NULL;
     }
     /* Until the first request arrives, the header timeout applies. */
-    sp_timer_arm(loop, &c->idle_timer, sp_deadline_after(w->srv->cfg.header_timeout));
+    sp_timer_arm(loop, &c->idle_timer, sp_loop_deadline_after(loop, w->srv->cfg.header_timeout));
     sp_list_push_back(&w->conns, &c->link);
     w->nconns++;
     return c;
@@ -949,7 +975,7 @@ void sp_http_conn_close(sp_http_conn *c) {
     event_del(&c->ev);
     sp_timer_disarm(sp_loop_get(), &c->idle_timer);
     close(c->fd);
-    free(c->rbuf);
+    buf_release(c);
     sp_list_remove(&c->link);
     w->nconns--;
     free(c);

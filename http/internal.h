@@ -66,6 +66,8 @@ struct sp_http_resp {
     char *hdrs; /* extra header lines, "Name: value\r\n"... */
     size_t hdrs_len, hdrs_cap;
     uint64_t body_bytes;
+    bool sized;         /* streamed with a Content-Length: ... */
+    uint64_t remaining; /* ... and this many bytes still to write */
 };
 
 struct sp_http_conn {
@@ -88,6 +90,9 @@ struct sp_http_conn {
     struct sockaddr_in6 peer; /* big enough for IPv4 and IPv6 */
 };
 
+/* How many idle read buffers a worker keeps for reuse (4 KiB each). */
+#define SP_HTTP_SPARE_BUFS 64
+
 struct sp_http_worker {
     struct sp_http_server *srv;
     int index;
@@ -104,6 +109,10 @@ struct sp_http_worker {
     char date[40]; /* "Date: ...\r\n", reformatted once a second */
     size_t date_len;
     int64_t date_sec;
+    /* Read buffers given back by connections gone idle, for the next
+     * request: a connection holds none between requests. */
+    char *spare_bufs[SP_HTTP_SPARE_BUFS];
+    int nspare;
 };
 
 struct sp_http_server {
@@ -124,6 +133,8 @@ sp_http_conn *sp_http_conn_new(sp_http_worker *w, int fd, const struct sockaddr 
 void sp_http_conn_close(sp_http_conn *c);
 /* Graceful stop: idle connections close now, busy ones after their response. */
 void sp_http_conn_drain(sp_http_conn *c);
+/* Frees the worker's spare read buffers (when its loop has ended). */
+void sp_http_worker_free_bufs(sp_http_worker *w);
 
 /* Writing (response.c). */
 int sp_http_write_all(sp_http_conn *c, const struct iovec *iov, int iovcnt);

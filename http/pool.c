@@ -6,7 +6,16 @@
  * waiter). A connection holds an edge-triggered event for its whole life:
  * while pooled, readability means the upstream closed it (or spoke unasked),
  * checked with a peek, and the connection is dropped at once; in use, it
- * wakes the task that waits. */
+ * wakes the task that waits. The event also reports the peer's close
+ * (EV_CLOSED), so a close that came with the last response's bytes, which
+ * brings no edge of its own, keeps the connection out of the pool.
+ *
+ * Reuse trusts that state, as nginx and HAProxy do, while it is recent: the
+ * loop looked at I/O less than REUSE_PEEK_NS ago (the case under load, where
+ * a syscall per request counts). Otherwise (a loop that was busy or blocked
+ * for a while) the connection is peeked at first. What slips through, a
+ * close within the last iteration, fails the request before any byte of a
+ * response, and an idempotent one is sent again on a fresh connection. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
@@ -19,9 +28,14 @@
 #include <spindle/io.h>
 
 #include "client_internal.h"
+#include "text.h"
 
 /* A pooled connection whose read buffer grew past this gives it back. */
 #define RBUF_KEEP (64 * 1024)
+
+/* Pooled connections are peeked at before reuse once the loop's last look
+ * at I/O is older than this. */
+#define REUSE_PEEK_NS 1000000
 
 /* ---- Client ---------------------------------------------------------------- */
 
@@ -158,7 +172,7 @@ sp_hc_origin *sp_hc_origin_get(sp_http_client *cl, const sp_hc_transport *tp, co
     if (cl->nbuckets) {
         for (sp_hc_origin *o = cl->buckets[h & (cl->nbuckets - 1)]; o; o = o->next)
             if (o->hash == h && o->tp == tp && o->port == port && o->host_len == host_len &&
-                strncasecmp(o->host, host, host_len) == 0)
+                sp_http_ieq(o->host, host, host_len))
                 return o;
     }
     if (cl->norigins >= cl->nbuckets && table_grow(cl) != 0)
@@ -292,14 +306,16 @@ static void conn_close(sp_hc_conn *c) {
 static void conn_event(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     sp_hc_conn *c = arg;
-    if (what & EV_READ)
+    if (what & (EV_READ | EV_CLOSED))
         c->readable = true;
+    if (what & EV_CLOSED)
+        c->peer_closed = true;
     if (what & EV_WRITE)
         c->writable = true;
     if (c->idle) {
         /* Readable while pooled: the upstream closed, reset, or spoke unasked,
          * unless the edge is a late one for bytes already read. */
-        if ((what & EV_READ) && !c->tp->reusable(c)) {
+        if (c->peer_closed || ((what & EV_READ) && !c->tp->reusable(c))) {
             idle_take(c);
             conn_close(c);
         }
@@ -323,7 +339,7 @@ static void idle_expired(sp_cb *cb) {
         return;
     sp_http_client *cl = c->origin->client;
     int64_t due = c->idle_since + (int64_t)(cl->cfg.idle_timeout * 1e9);
-    if (sp_now_ns() < due) {
+    if (sp_loop_now(cl->loop) < due) {
         sp_timer_arm(cl->loop, &c->idle_timer, due);
         return;
     }
@@ -361,8 +377,8 @@ static int connect_addr(sp_hc_conn *c, const struct sockaddr *sa, socklen_t len,
     c->fd = fd;
     c->readable = c->writable = false;
     if (rc == 0) {
-        event_assign(&c->ev, sp_loop_get()->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST,
-                     conn_event, c);
+        event_assign(&c->ev, sp_loop_get()->base, fd,
+                     EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST, conn_event, c);
         if (event_add(&c->ev, NULL) != 0) {
             close(fd);
             c->fd = -1;
@@ -439,9 +455,11 @@ static int conn_open(sp_hc_call *call, sp_hc_conn **out) {
 }
 
 /* A pooled connection handed over (idle or by a releaser) is checked before
- * use; a stale one is dropped and a new one opened in its slot. */
+ * use (see the top of the file); a stale one is dropped and a new one opened
+ * in its slot. */
 static int take_checked(sp_hc_call *call, sp_hc_conn *c, sp_hc_conn **out) {
-    if (c->tp->reusable(c)) {
+    bool fresh = sp_now_ns() - call->client->loop->io_polled_ns < REUSE_PEEK_NS;
+    if (!c->peer_closed && (fresh || c->tp->reusable(c))) {
         c->readable = false; /* nothing to read: the response brings an edge */
         call->client->stats.reused++;
         *out = c;
@@ -504,7 +522,7 @@ int sp_hc_reconnect(sp_hc_call *call, sp_hc_conn **c) {
 }
 
 void sp_hc_release(sp_hc_conn *c, bool reusable) {
-    if (!reusable) {
+    if (!reusable || c->peer_closed) {
         conn_close(c);
         return;
     }
@@ -520,7 +538,7 @@ void sp_hc_release(sp_hc_conn *c, bool reusable) {
     if (grant(o, c))
         return;
     c->idle = true;
-    c->idle_since = sp_now_ns();
+    c->idle_since = sp_loop_now(cl->loop);
     /* Most recently used first: the front stays warm, the back expires. */
     c->link.next = o->idle.next;
     c->link.prev = &o->idle;

@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "internal.h"
+#include "text.h"
 
 sp_str sp_str_c(const char *s) {
     return (sp_str){s ? s : "", s ? strlen(s) : 0};
@@ -17,7 +18,7 @@ bool sp_str_eq(sp_str a, sp_str b) {
 }
 
 bool sp_str_eq_case(sp_str a, sp_str b) {
-    return a.len == b.len && strncasecmp(a.ptr, b.ptr, a.len) == 0;
+    return a.len == b.len && sp_http_ieq(a.ptr, b.ptr, a.len);
 }
 
 sp_str sp_http_req_method(const sp_http_req *req) {

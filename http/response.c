@@ -12,6 +12,7 @@
 #include <spindle/io.h>
 
 #include "internal.h"
+#include "text.h"
 
 const char *sp_http_status_text(int status) {
     switch (status) {
@@ -134,18 +135,8 @@ static sp_str date_line(const sp_http_resp *resp, char *tmp, size_t cap) {
     return (sp_str){w->date, w->date_len};
 }
 
-static bool is_tchar(unsigned char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
 bool sp_http_is_token(sp_str s) {
-    if (s.len == 0)
-        return false;
-    for (size_t i = 0; i < s.len; i++)
-        if (!is_tchar((unsigned char)s.ptr[i]))
-            return false;
-    return true;
+    return sp_http_token(s.ptr, s.len);
 }
 
 int sp_http_resp_header(sp_http_resp *resp, const char *name, const char *value) {
@@ -434,11 +425,30 @@ int sp_http_resp_start(sp_http_resp *resp, int status, const char *content_type)
     return send_head(resp, status, content_type, -1, NULL, 0);
 }
 
+int sp_http_resp_start_length(sp_http_resp *resp, int status, const char *content_type,
+                              uint64_t length) {
+    if (resp->head_sent)
+        return -EALREADY;
+    if (resp->buffered)
+        return -ENOTSUP;
+    if (length > INT64_MAX)
+        return -EINVAL;
+    resp->streaming = true;
+    resp->sized = true;
+    resp->remaining = length;
+    return send_head(resp, status, content_type, (long long)length, NULL, 0);
+}
+
 int sp_http_resp_write(sp_http_resp *resp, const void *data, size_t len) {
     if (!resp->streaming || resp->finished)
         return -EINVAL;
     if (len == 0 || resp->head_only)
         return 0;
+    if (resp->sized) {
+        if (len > resp->remaining)
+            return -EMSGSIZE;
+        resp->remaining -= len;
+    }
     int rc;
     if (resp->chunked) {
         char size[24];
@@ -458,6 +468,11 @@ int sp_http_resp_end(sp_http_resp *resp) {
     if (!resp->streaming || resp->finished)
         return -EINVAL;
     resp->finished = true;
+    if (resp->sized && resp->remaining > 0 && !resp->head_only) {
+        /* The length is promised: only closing tells the client it is cut. */
+        resp->conn->keep_going = false;
+        return -EIO;
+    }
     if (!resp->chunked || resp->head_only)
         return 0;
     struct iovec iov[1] = {{"0\r\n\r\n", 5}};

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <spindle/router.h>
 
+#include "text.h"
+
 enum { M_GET, M_HEAD, M_POST, M_PUT, M_DELETE, M_PATCH, M_OPTIONS, M_CONNECT, M_TRACE, M_COUNT };
 
 static const char *const method_names[M_COUNT] = {"GET",   "HEAD",    "POST",    "PUT",  "DELETE",
@@ -223,20 +225,8 @@ static inline int method_index(const char *p, size_t n) {
     return -1;
 }
 
-/* RFC 9110 token characters. */
-static bool is_tchar(unsigned char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
 static bool valid_method(const char *m) {
-    if (!*m)
-        return false;
-    for (; *m; m++) {
-        if (!is_tchar((unsigned char)*m))
-            return false;
-    }
-    return true;
+    return sp_http_token(m, strlen(m));
 }
 
 /* The route of ep serving this method: exact, then GET for HEAD, then "*". */

@@ -294,6 +294,7 @@ static int worker_main(void *arg, void **result) {
 static void *worker_thread(void *arg) {
     sp_http_worker *w = arg;
     int rc = sp_run(worker_main, w, NULL);
+    sp_http_worker_free_bufs(w);
     if (rc != 0)
         sp_log_warn("worker %d: %s", w->index, strerror(-rc));
     uint64_t one = 1;

@@ -214,29 +214,80 @@ static char big_byte(size_t i) {
     return i % 64 == 63 ? '\n' : (char)('a' + (i / 64) % 16);
 }
 
-static void test_proxy_streams_a_large_body_through_and_keeps_small_lengths(void **state) {
+static void expect_big_body(const response *r, size_t len) {
+    assert_int_equal(r->body_len, len);
+    for (size_t i = 0; i < r->body_len; i++)
+        if (r->body[i] != big_byte(i))
+            fail_msg("byte %zu is '%c', want '%c'", i, r->body[i], big_byte(i));
+}
+
+static void test_proxy_streams_large_bodies_through_with_their_framing(void **state) {
     (void)state;
     char u[64];
     child a =
         start_aggregator((const char *[]){"--proxy", url_of(u, 64, NULL, g_up.port, ""), NULL});
     response r;
+    char v[32];
+    /* A large body with a length streams through with it, as from nginx. */
     assert_int_equal(fetch(a.port, "/proxy/big?bytes=5000000", &r), 200);
-    assert_true(r.chunked);
-    assert_true(r.nchunks > 1);
-    assert_int_equal(r.body_len, 5000000);
-    for (size_t i = 0; i < r.body_len; i++)
-        if (r.body[i] != big_byte(i))
-            fail_msg("byte %zu is '%c', want '%c'", i, r.body[i], big_byte(i));
+    assert_false(r.chunked);
+    assert_true(response_header(&r, "Content-Length", v, sizeof(v)));
+    assert_string_equal(v, "5000000");
+    expect_big_body(&r, 5000000);
     response_free(&r);
 
-    /* A body with a small Content-Length goes whole, with its length. */
+    /* One without a length goes chunked. */
+    assert_int_equal(fetch(a.port, "/proxy/big?bytes=3000000&chunked=1", &r), 200);
+    assert_true(r.chunked);
+    assert_true(r.nchunks > 1);
+    expect_big_body(&r, 3000000);
+    response_free(&r);
+
+    /* A small one goes whole, with its length. */
     assert_int_equal(fetch(a.port, "/proxy/big?bytes=1000", &r), 200);
     assert_false(r.chunked);
-    char v[32];
     assert_true(response_header(&r, "Content-Length", v, sizeof(v)));
     assert_string_equal(v, "1000");
-    assert_int_equal(r.body_len, 1000);
+    expect_big_body(&r, 1000);
     response_free(&r);
+    stop_child(&a);
+}
+
+/* HEAD passes the upstream's framing on: the length a GET would have, or
+ * chunked, and no body; the connection then serves the next request. */
+static void test_proxied_head_keeps_the_upstreams_length(void **state) {
+    (void)state;
+    char u[64];
+    child a =
+        start_aggregator((const char *[]){"--proxy", url_of(u, 64, NULL, g_up.port, ""), NULL});
+    client c;
+    client_connect(&c, a.port);
+    const char *paths[] = {"/proxy/big?bytes=1000", "/proxy/big?bytes=5000000",
+                           "/proxy/big?bytes=10&chunked=1"};
+    const char *lengths[] = {"1000", "5000000", NULL};
+    for (int i = 0; i < 3; i++) {
+        char req[128];
+        snprintf(req, sizeof(req), "HEAD %s HTTP/1.1\r\nHost: t\r\n\r\n", paths[i]);
+        client_sends(&c, req);
+        response r;
+        expect_response(&c, &r, true);
+        assert_int_equal(r.status, 200);
+        char v[32];
+        if (lengths[i]) {
+            assert_true(response_header(&r, "Content-Length", v, sizeof(v)));
+            assert_string_equal(v, lengths[i]);
+        } else {
+            assert_false(response_header(&r, "Content-Length", v, sizeof(v)));
+            assert_true(response_header(&r, "Transfer-Encoding", v, sizeof(v)));
+        }
+        response_free(&r);
+    }
+    client_sends(&c, "GET /proxy/big?bytes=5 HTTP/1.1\r\nHost: t\r\n\r\n");
+    response r;
+    expect_response(&c, &r, false);
+    assert_string_equal(r.body, "aaaaa");
+    response_free(&r);
+    client_close(&c);
     stop_child(&a);
 }
 
@@ -497,7 +548,8 @@ int main(void) {
         cmocka_unit_test(test_hanging_backend_is_missing_when_the_deadline_answers),
         cmocka_unit_test(test_dashboard_with_every_backend_down_is_502),
         cmocka_unit_test(test_client_disconnect_closes_the_upstream_connections),
-        cmocka_unit_test(test_proxy_streams_a_large_body_through_and_keeps_small_lengths),
+        cmocka_unit_test(test_proxy_streams_large_bodies_through_with_their_framing),
+        cmocka_unit_test(test_proxied_head_keeps_the_upstreams_length),
         cmocka_unit_test(test_proxy_sends_pieces_on_as_they_arrive),
         cmocka_unit_test(test_proxy_forwards_method_headers_and_body_minus_hop_by_hop_fields),
         cmocka_unit_test(test_proxy_maps_upstream_failures_to_502_and_504),

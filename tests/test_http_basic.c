@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "http_harness.h"
+#include "stderr_capture.h"
 
 static test_server g_srv;
 static int g_file_fd = -1;
@@ -153,6 +154,32 @@ static int h_bodiless(sp_http_req *req, sp_http_resp *resp, void *arg) {
     if (rc == 0)
         rc = sp_http_resp_write(resp, "oops", 4);
     return rc ? rc : sp_http_resp_end(resp);
+}
+
+/* A body of announced length: ?len=N (announced), ?send=M (written, in
+ * pieces of 3 bytes, then the handler returns without ending), ?over=1
+ * (tries one byte past the length, then ends). */
+static int h_sized(sp_http_req *req, sp_http_resp *resp, void *arg) {
+    (void)arg;
+    sp_str v;
+    size_t len = sp_http_req_query(req, "len", &v) == 0 ? strtoul(v.ptr, NULL, 10) : 0;
+    size_t send = sp_http_req_query(req, "send", &v) == 0 ? strtoul(v.ptr, NULL, 10) : len;
+    bool over = sp_http_req_query(req, "over", &v) == 0;
+    HANDLER_CHECK(sp_http_resp_write(resp, "x", 1) == -EINVAL); /* not started */
+    int rc = sp_http_resp_start_length(resp, 200, "text/plain", len);
+    for (size_t i = 0; rc == 0 && i < send; i += 3) {
+        char piece[3] = {(char)('a' + i % 26), (char)('a' + (i + 1) % 26),
+                         (char)('a' + (i + 2) % 26)};
+        rc = sp_http_resp_write(resp, piece, send - i < 3 ? send - i : 3);
+    }
+    if (rc != 0 || send < len)
+        return rc;
+    if (over) {
+        /* A HEAD answer has no body: its writes are no-ops. */
+        bool head = sp_str_eq(sp_http_req_method(req), sp_str_c("HEAD"));
+        HANDLER_CHECK(sp_http_resp_write(resp, "!", 1) == (head ? 0 : -EMSGSIZE));
+    }
+    return sp_http_resp_end(resp);
 }
 
 /* A content type longer than the usual head buffer. */
@@ -681,6 +708,60 @@ static void test_head_of_stream_response_has_no_body(void **state) {
     client_close(&c);
 }
 
+static void test_stream_of_announced_length_has_content_length_and_keeps_alive(void **state) {
+    (void)state;
+    client c;
+    client_connect(&c, g_srv.port);
+    client_sends(&c, "GET /sized?len=10&over=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+    response r;
+    expect_response(&c, &r, false);
+    assert_int_equal(r.status, 200);
+    assert_false(r.chunked);
+    char v[64];
+    assert_true(response_header(&r, "Content-Length", v, sizeof(v)));
+    assert_string_equal(v, "10");
+    assert_string_equal(r.body, "abcdefghij");
+    response_free(&r);
+    /* HTTP/1.0 keeps the connection too: the length frames the body. */
+    client_sends(&c, "GET /sized?len=4 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    expect_response(&c, &r, false);
+    assert_string_equal(r.body, "abcd");
+    assert_true(response_header(&r, "Connection", v, sizeof(v)));
+    assert_string_equal(v, "keep-alive");
+    response_free(&r);
+    /* HEAD states the length a GET would have, and sends no body. */
+    client_sends(&c, "HEAD /sized?len=1000&over=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+    expect_response(&c, &r, true);
+    assert_true(response_header(&r, "Content-Length", v, sizeof(v)));
+    assert_string_equal(v, "1000");
+    response_free(&r);
+    get_ok(&c, "/", "Hello, World!");
+    client_close(&c);
+    expect_no_handler_failures();
+}
+
+static void test_stream_short_of_its_length_closes_the_connection(void **state) {
+    (void)state;
+    client c;
+    client_connect(&c, g_srv.port);
+    stderr_capture cap;
+    capture_begin(&cap);
+    client_sends(&c, "GET /sized?len=10&send=4 HTTP/1.1\r\nHost: t\r\n\r\n");
+    response r;
+    /* The client sees the length, four bytes, then the close: a cut body. */
+    assert_int_equal(client_response(&c, &r, false, CLIENT_TIMEOUT), -EPROTO);
+    response_free(&r);
+    assert_int_equal(client_read_to_eof(&c, CLIENT_TIMEOUT), 0);
+    assert_non_null(memmem(c.buf, c.len, "Content-Length: 10\r\n", 20));
+    assert_non_null(memmem(c.buf, c.len, "\r\n\r\nabcd", 8));
+    assert_null(memmem(c.buf, c.len, "abcde", 5));
+    client_close(&c);
+    char *log = capture_end(&cap);
+    assert_non_null(strstr(log, "returned 6 bytes short of its Content-Length"));
+    free(log);
+    expect_no_handler_failures();
+}
+
 static void test_server_sent_events(void **state) {
     (void)state;
     client c;
@@ -857,6 +938,7 @@ static int setup(void **state) {
     assert_int_equal(sp_router_add(r, "GET", "/file-part", h_file_part, NULL, 0), 0);
     assert_int_equal(sp_router_add(r, "GET", "/long-type", h_long_type, NULL, 0), 0);
     assert_int_equal(sp_router_add(r, "GET", "/bodiless", h_bodiless, NULL, 0), 0);
+    assert_int_equal(sp_router_add(r, "GET", "/sized", h_sized, NULL, 0), 0);
     server_start_with(&g_srv, r, NULL);
     return 0;
 }
@@ -897,6 +979,8 @@ int main(void) {
         cmocka_unit_test(test_stream_response_is_chunked),
         cmocka_unit_test(test_stream_response_on_http10_is_close_delimited),
         cmocka_unit_test(test_head_of_stream_response_has_no_body),
+        cmocka_unit_test(test_stream_of_announced_length_has_content_length_and_keeps_alive),
+        cmocka_unit_test(test_stream_short_of_its_length_closes_the_connection),
         cmocka_unit_test(test_server_sent_events),
         cmocka_unit_test(test_send_file_sends_the_file),
         cmocka_unit_test(test_expect_100_continue_sends_100_then_the_response),

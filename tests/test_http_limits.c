@@ -112,6 +112,31 @@ static void test_header_timeout_closes_a_silent_connection_without_answer(void *
     stop();
 }
 
+/* A server idle for longer than the header timeout still gives a new
+ * connection the whole timeout: the deadline counts from the accept, not
+ * from the loop's last wake-up. Several connections, since the server
+ * accepts them in one go. */
+static void test_header_timeout_counts_from_the_accept_after_a_quiet_spell(void **state) {
+    (void)state;
+    start(cfg_header_timeout);
+    for (int round = 0; round < 2; round++) {
+        sleep_s(0.6); /* the server's loop sleeps */
+        client c[4];
+        for (int i = 0; i < 4; i++)
+            client_connect(&c[i], g_srv.port);
+        sleep_s(0.15);
+        for (int i = 0; i < 4; i++) {
+            client_sends(&c[i], "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+            response r;
+            expect_response(&c[i], &r, false);
+            assert_int_equal(r.status, 200);
+            response_free(&r);
+            client_close(&c[i]);
+        }
+    }
+    stop();
+}
+
 static void test_header_timeout_applies_to_a_later_request_head(void **state) {
     (void)state;
     start(cfg_header_timeout);
@@ -435,6 +460,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_header_timeout_trickled_head_gets_408_and_close),
         cmocka_unit_test(test_header_timeout_closes_a_silent_connection_without_answer),
+        cmocka_unit_test(test_header_timeout_counts_from_the_accept_after_a_quiet_spell),
         cmocka_unit_test(test_header_timeout_applies_to_a_later_request_head),
         cmocka_unit_test(test_body_timeout_gives_408_and_close),
         cmocka_unit_test(test_idle_keep_alive_timeout_closes_the_connection),

@@ -748,8 +748,47 @@ static void test_destroy_frees_routes_groups_and_middleware(void **state) {
     sp_router_destroy(new_router());
 }
 
+/* Methods are RFC 9110 tokens: every tchar and nothing else, as the byte
+ * table says. */
+static void test_methods_are_tokens_byte_by_byte(void **state) {
+    (void)state;
+    sp_router *r = new_router();
+    const char *tchars = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    for (int ch = 1; ch < 256; ch++) {
+        char m[4] = {'G', (char)ch, 'T', '\0'};
+        int want = strchr(tchars, ch) ? 0 : -EINVAL;
+        assert_int_equal(sp_router_add(r, m, "/t", handler, NULL, 0), want);
+    }
+    assert_int_equal(sp_router_add(r, "", "/t", handler, NULL, 0), -EINVAL);
+    assert_int_equal(sp_router_add(r, "M-SEARCH", "/m", handler, "M-SEARCH /m", 0), 0);
+    assert_string_equal(lookup(r, "M-SEARCH", "/m"), "M-SEARCH /m");
+    sp_router_destroy(r);
+}
+
+/* Field names compare ignoring ASCII case only: bytes 0x20 apart that are
+ * not letters ('@' and '`', '[' and '{', '0' and DLE) differ. */
+static void test_str_eq_case_folds_letters_only(void **state) {
+    (void)state;
+    assert_true(sp_str_eq_case(sp_str_c("Content-Length"), sp_str_c("cONTENT-lENGTH")));
+    assert_true(sp_str_eq_case(sp_str_c(""), sp_str_c("")));
+    assert_false(sp_str_eq_case(sp_str_c("Host"), sp_str_c("Hosts")));
+    assert_false(sp_str_eq_case(sp_str_c("a@"), sp_str_c("a`")));
+    assert_false(sp_str_eq_case(sp_str_c("x["), sp_str_c("x{")));
+    assert_false(sp_str_eq_case(sp_str_c("0"), sp_str_c("\x10")));
+    for (int a = 0; a < 256; a++)
+        for (int b = 0; b < 256; b++) {
+            char x = (char)a, y = (char)b;
+            bool letters = ((a | 32) >= 'a' && (a | 32) <= 'z');
+            bool want = a == b || (letters && (a ^ b) == 32);
+            assert_int_equal(sp_str_eq_case((sp_str){&x, 1}, (sp_str){&y, 1}), want);
+        }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_methods_are_tokens_byte_by_byte),
+        cmocka_unit_test(test_str_eq_case_folds_letters_only),
         cmocka_unit_test(test_static_routes_match_exact_path_and_trailing_slash_is_significant),
         cmocka_unit_test(test_path_not_starting_with_slash_is_404),
         cmocka_unit_test(test_params_are_views_into_the_path),

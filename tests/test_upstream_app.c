@@ -250,9 +250,11 @@ static void test_big_sends_the_requested_bytes(void **state) {
     assert_true(big_pattern(&r));
     response_free(&r);
 
-    /* Above 1 MiB: chunked, the pattern carrying on across its pieces. */
+    /* Above 1 MiB: streamed with its length, the pattern carrying on across
+     * its pieces. */
     assert_int_equal(fetch(g_up.port, "/big?bytes=3145739", &r), 200);
-    assert_true(r.chunked);
+    assert_false(r.chunked);
+    expect_header(&r, "Content-Length", "3145739");
     assert_int_equal(r.body_len, 3145739);
     assert_true(big_pattern(&r));
     response_free(&r);

@@ -129,10 +129,22 @@ int sp_http_resp_send_file(sp_http_resp *resp, int status, const char *content_t
  * HTTP/1.0. Errors as sp_http_resp_send, and -ENOTSUP in a blocking handler.
  * Suspends. */
 int sp_http_resp_start(sp_http_resp *resp, int status, const char *content_type);
+/* Starts a streamed response whose body is exactly `length` bytes, framed by
+ * Content-Length (a proxy passing an upstream's length on; a HEAD answer
+ * stating the length a GET would have). Errors as sp_http_resp_start, and
+ * -EINVAL for a length over INT64_MAX. Suspends. */
+int sp_http_resp_start_length(sp_http_resp *resp, int status, const char *content_type,
+                              uint64_t length);
 /* Sends one piece of a streamed response (data borrowed until it returns);
- * suspends while the client is slow to read (backpressure). len 0 is a no-op. */
+ * suspends while the client is slow to read (backpressure). len 0 is a no-op.
+ * -EMSGSIZE, with nothing sent, for a piece beyond the length given to
+ * sp_http_resp_start_length. */
 int sp_http_resp_write(sp_http_resp *resp, const void *data, size_t len);
-/* Ends a streamed response. Suspends. */
+/* Ends a streamed response. If fewer bytes were written than
+ * sp_http_resp_start_length announced, the response cannot be completed:
+ * the connection closes (the client sees it cut short) and it returns -EIO.
+ * Returning from the handler without calling it ends the stream the same
+ * way. Suspends. */
 int sp_http_resp_end(sp_http_resp *resp);
 
 /* Server-sent events: starts a text/event-stream response. Suspends. */
