@@ -914,15 +914,15 @@ int main(int argc, char **argv) {
     rl.burst = rate < 1 ? 1 : rate;
     rl.by = SP_RATELIMIT_BY_IP;
     sp_ratelimit_mw *limiter = NULL;
-    /* The limiter wraps a group without a prefix: only the routes added to
-     * the group are limited. */
+    /* The limiter wraps the /limited group (its bare prefix routed by ""):
+     * no other route is limited. */
     sp_router *r = NULL, *lim = NULL;
     if (!g_pools || sp_ratelimit_mw_create(&limiter, &rl) != 0 || sp_router_create(&r) != 0 ||
-        sp_router_group(r, "/", &lim) != 0 ||
+        sp_router_group(r, "/limited", &lim) != 0 ||
         sp_router_use(lim, sp_ratelimit_mw_handle, limiter) != 0 ||
         sp_router_add(r, "GET", "/dashboard", dashboard, NULL, 0) != 0 ||
         sp_router_add(r, "*", "/proxy/*", proxy, NULL, 0) != 0 ||
-        sp_router_add(lim, "GET", "/limited", limited, NULL, 0) != 0 ||
+        sp_router_add(lim, "GET", "", limited, NULL, 0) != 0 ||
         sp_router_add(r, "GET", "/blocking", blocking, NULL, 0) != 0 ||
         sp_router_add(r, "GET", "/cpu", cpu, NULL, 0) != 0 ||
         sp_router_add(r, "GET", "/fast", fast, NULL, 0) != 0) {

@@ -572,7 +572,8 @@ int sp_router_add(sp_router *r, const char *method, const char *pattern, sp_http
     if (strcmp(method, "*") != 0 && !valid_method(method))
         return -EINVAL;
     size_t len = strlen(pattern);
-    if (len == 0 || pattern[0] != '/')
+    /* "" on a group routes the prefix itself. */
+    if (len == 0 ? r->plen == 0 : pattern[0] != '/')
         return -EINVAL;
     size_t flen = r->plen + len;
     char *full = malloc(flen + 1);

