@@ -16,7 +16,6 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,57 +42,51 @@ static size_t g_proxy_len;
 static double g_deadline = 0.5, g_proxy_timeout = 10;
 static size_t g_upstream_conns = 1024;
 
-/* ---- Per-loop resources ------------------------------------------------- */
+/* ---- Per-worker resources ------------------------------------------------ */
 
-/* The client of the calling worker's loop, made at its first request. A
- * keeper task holds it until sp_run cancels the keeper as the loop ends; it
- * then destroys the client once the requests cancelled with it have let go. */
-static _Thread_local sp_http_client *tl_client;
+/* What belongs to one worker's loop: its HTTP client (pools of upstream
+ * connections) and its process pool. Set up and torn down in the loop by the
+ * server's worker hooks; handlers reach it with sp_http_req_worker_data. */
+typedef struct worker_res {
+    sp_http_client *client;
+    sp_procpool *pool;
+} worker_res;
 
-static int client_keeper(void *arg, void **result) {
-    (void)result;
-    sp_http_client *cl = arg;
-    while (sp_sleep(3600) == 0)
-        ;
-    while (sp_http_client_destroy(cl) == -EBUSY)
-        sp_sleep(0.01);
-    tl_client = NULL;
-    return 0;
-}
-
-static int loop_client(sp_http_client **out) {
-    if (!tl_client) {
-        sp_http_client_config cfg;
-        sp_http_client_config_init(&cfg);
-        cfg.max_conns_per_origin = g_upstream_conns;
-        sp_http_client *cl;
-        int rc = sp_http_client_create(&cl, &cfg);
-        if (rc != 0)
-            return rc;
-        if ((rc = sp_spawn(NULL, "client-keeper", client_keeper, cl)) != 0) {
-            sp_http_client_destroy(cl);
-            return rc;
-        }
-        tl_client = cl;
-    }
-    *out = tl_client;
-    return 0;
-}
-
-/* A process pool serves one loop: main() makes one per worker before the
- * server starts (workers are forked from a clean process), and each worker
- * thread takes the next at its first /cpu request. */
+/* One process pool per worker: main() makes them before the server starts
+ * (workers are forked from a clean process), worker N takes pool N. */
 static sp_procpool **g_pools;
 static int g_npools;
-static atomic_int g_next_pool;
-static _Thread_local sp_procpool *tl_pool;
 
-static sp_procpool *loop_pool(void) {
-    if (!tl_pool) {
-        int i = atomic_fetch_add(&g_next_pool, 1);
-        tl_pool = i < g_npools ? g_pools[i] : NULL;
+static int worker_start(int worker, void *arg, void **data) {
+    (void)arg;
+    worker_res *res = calloc(1, sizeof(*res));
+    if (!res)
+        return -ENOMEM;
+    sp_http_client_config cfg;
+    sp_http_client_config_init(&cfg);
+    cfg.max_conns_per_origin = g_upstream_conns;
+    int rc = sp_http_client_create(&res->client, &cfg);
+    if (rc != 0) {
+        free(res);
+        return rc;
     }
-    return tl_pool;
+    res->pool = worker < g_npools ? g_pools[worker] : NULL;
+    *data = res;
+    return 0;
+}
+
+static void worker_stop(int worker, void *arg, void *data) {
+    (void)arg;
+    worker_res *res = data;
+    /* Every handler has returned, so every response was freed. */
+    int rc = sp_http_client_destroy(res->client);
+    if (rc != 0)
+        sp_log(SP_LOG_WARN, "worker %d: cannot free its HTTP client: %s", worker, strerror(-rc));
+    free(res);
+}
+
+static sp_http_client *req_client(sp_http_req *req) {
+    return ((worker_res *)sp_http_req_worker_data(req))->client;
 }
 
 /* ---- JSON ---------------------------------------------------------------- */
@@ -325,11 +318,8 @@ static int answer_dashboard(sp_http_resp *resp, const sp_fanout_result *res) {
 }
 
 static int dashboard(sp_http_req *req, sp_http_resp *resp, void *arg) {
-    (void)req, (void)arg;
-    sp_http_client *cl;
-    int rc = loop_client(&cl);
-    if (rc != 0)
-        return rc;
+    (void)arg;
+    sp_http_client *cl = req_client(req);
     static const sp_http_field accept = SP_HTTP_FIELD("Accept", "application/json");
     sp_fanout_req reqs[MAX_UPSTREAMS];
     for (size_t i = 0; i < g_nups; i++)
@@ -338,7 +328,7 @@ static int dashboard(sp_http_req *req, sp_http_resp *resp, void *arg) {
     sp_fanout_result res[MAX_UPSTREAMS];
     /* Cancelled (the client left), this returns once every fetch has closed
      * its connection. */
-    rc = sp_fanout_fetch(cl, reqs, g_nups, g_deadline, res);
+    int rc = sp_fanout_fetch(cl, reqs, g_nups, g_deadline, res);
     if (rc == 0)
         rc = answer_dashboard(resp, res);
     sp_fanout_results_free(res, g_nups);
@@ -534,10 +524,8 @@ static int proxy(sp_http_req *req, sp_http_resp *resp, void *arg) {
     (void)arg;
     static const sp_str host = LIT("Host"), xff_name = LIT("X-Forwarded-For"),
                         expect = LIT("Expect"), connection = LIT("Connection");
-    sp_http_client *cl;
-    int rc = loop_client(&cl);
-    if (rc != 0)
-        return rc;
+    sp_http_client *cl = req_client(req);
+    int rc;
     sp_str m = sp_http_req_method(req), rest = {"", 0}, query = sp_http_req_query_string(req);
     char method[32];
     if (m.len >= sizeof(method))
@@ -687,7 +675,7 @@ static int cpu(sp_http_req *req, sp_http_resp *resp, void *arg) {
     long n;
     if (!query_long(req, "n", 1000000, 0, 100000000, &n))
         return sp_http_resp_text(resp, 400, "text/plain", "n must be 0..100000000\n");
-    sp_procpool *pool = loop_pool();
+    sp_procpool *pool = ((worker_res *)sp_http_req_worker_data(req))->pool;
     if (!pool)
         return sp_fail(-ENXIO, "no process pool for this worker");
     char in[24];
@@ -937,6 +925,8 @@ int main(int argc, char **argv) {
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    cfg.worker_start = worker_start;
+    cfg.worker_stop = worker_stop;
     sp_http_server *srv;
     int rc = sp_http_server_create(&srv, &cfg, r);
     if (rc != 0) {

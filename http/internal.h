@@ -6,6 +6,7 @@
 #include <event2/event_struct.h>
 #include <llhttp.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <spindle/http.h>
 #include <spindle/router.h>
 #include <spindle/task.h>
@@ -113,6 +114,7 @@ struct sp_http_worker {
      * request: a connection holds none between requests. */
     char *spare_bufs[SP_HTTP_SPARE_BUFS];
     int nspare;
+    void *data; /* what cfg.worker_start stored */
 };
 
 struct sp_http_server {
@@ -123,6 +125,7 @@ struct sp_http_server {
     int nworkers;
     int port;
     volatile int stop_requested; /* 0, 1 graceful, 2 forced */
+    _Atomic int start_error;     /* the first worker_start failure */
     int exit_fd;                 /* eventfd: each worker adds 1 as it exits */
     bool running;
 };

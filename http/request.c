@@ -41,6 +41,14 @@ int sp_http_req_version(const sp_http_req *req) {
     return req->version;
 }
 
+int sp_http_req_worker(const sp_http_req *req) {
+    return req->conn->w->index;
+}
+
+void *sp_http_req_worker_data(const sp_http_req *req) {
+    return req->conn->w->data;
+}
+
 const char *sp_http_req_route(const sp_http_req *req) {
     return req->match && req->match->pattern ? req->match->pattern : "";
 }

@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,6 +268,18 @@ static void on_stop(evutil_socket_t fd, short what, void *arg) {
 static int worker_main(void *arg, void **result) {
     (void)result;
     sp_http_worker *w = arg;
+    sp_http_server *srv = w->srv;
+    w->data = NULL;
+    if (srv->cfg.worker_start) {
+        int rc = srv->cfg.worker_start(w->index, srv->cfg.worker_arg, &w->data);
+        if (rc != 0) {
+            sp_log(SP_LOG_ERROR, "worker %d: worker_start failed: %s", w->index, strerror(-rc));
+            int none = 0;
+            atomic_compare_exchange_strong(&srv->start_error, &none, rc);
+            sp_http_server_stop(srv, true);
+            return 0;
+        }
+    }
     sp_loop *loop = sp_loop_get();
     sp_list_init(&w->conns);
     sp_timer_init(&w->drain_timer, drain_expired);
@@ -288,6 +301,8 @@ static int worker_main(void *arg, void **result) {
     sp_timer_disarm(loop, &w->drain_timer);
     w->stopped = NULL;
     sp_future_fini(&stopped);
+    if (srv->cfg.worker_stop)
+        srv->cfg.worker_stop(w->index, srv->cfg.worker_arg, w->data);
     return 0;
 }
 
@@ -307,6 +322,7 @@ int sp_http_server_run(sp_http_server *srv) {
     if (srv->running)
         return -EBUSY;
     srv->running = true;
+    atomic_store(&srv->start_error, 0);
     /* Workers must not take the signals: the thread running the server reads
      * them from a signalfd. SIGPIPE is answered by MSG_NOSIGNAL anyway. */
     sigset_t set, old;
@@ -359,5 +375,5 @@ int sp_http_server_run(sp_http_server *srv) {
     free(threads);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     srv->running = false;
-    return rc;
+    return rc ? rc : atomic_load(&srv->start_error);
 }

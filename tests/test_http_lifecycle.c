@@ -126,6 +126,58 @@ static int h_loop_tid(sp_http_req *req, sp_http_resp *resp, void *arg) {
     return sp_http_resp_text(resp, 200, "text/plain", "tid");
 }
 
+/* ---- Worker hooks: per-worker data, set up and torn down in the loop ---- */
+
+typedef struct worker_res {
+    int index;
+    int started_in_tid; /* the start hook's thread: the worker's loop thread */
+} worker_res;
+
+static atomic_int g_hook_starts, g_hook_stops, g_fail_worker = -1;
+static atomic_int g_stop_saw_finished; /* g_finished when the stop hooks ran */
+static atomic_int g_stop_index_mask;   /* bit per worker whose stop hook ran */
+
+static int hook_start(int worker, void *arg, void **data) {
+    HANDLER_CHECK(arg == &g_hook_starts);
+    /* It runs in a task: it may suspend. */
+    if (sp_sleep(0.02) != 0)
+        return -ECANCELED;
+    if (worker == atomic_load(&g_fail_worker))
+        return -ENOENT;
+    worker_res *res = malloc(sizeof(*res));
+    if (!res)
+        return -ENOMEM;
+    res->index = worker;
+    res->started_in_tid = (int)gettid();
+    *data = res;
+    atomic_fetch_add(&g_hook_starts, 1);
+    return 0;
+}
+
+static void hook_stop(int worker, void *arg, void *data) {
+    HANDLER_CHECK(arg == &g_hook_starts);
+    worker_res *res = data;
+    HANDLER_CHECK(res && res->index == worker && res->started_in_tid == (int)gettid());
+    atomic_fetch_or(&g_stop_index_mask, 1 << worker);
+    atomic_store(&g_stop_saw_finished, atomic_load(&g_finished));
+    atomic_fetch_add(&g_hook_stops, 1);
+    free(res);
+}
+
+/* Answers "worker N" from the hook's data, checking it matches the request's
+ * worker and thread. */
+static int h_worker(sp_http_req *req, sp_http_resp *resp, void *arg) {
+    (void)arg;
+    worker_res *res = sp_http_req_worker_data(req);
+    if (!res)
+        return sp_http_resp_text(resp, 200, "text/plain", "no data");
+    HANDLER_CHECK(res->index == sp_http_req_worker(req));
+    HANDLER_CHECK(res->started_in_tid == (int)gettid());
+    char body[32];
+    snprintf(body, sizeof(body), "worker %d", res->index);
+    return sp_http_resp_text(resp, 200, "text/plain", body);
+}
+
 static sp_router *lifecycle_router(void) {
     sp_router *r = new_router();
     assert_int_equal(sp_router_add(r, "GET", "/", h_hello, NULL, 0), 0);
@@ -137,6 +189,7 @@ static sp_router *lifecycle_router(void) {
     assert_int_equal(sp_router_add(r, "GET", "/fail-midway", h_fail_midway, NULL, 0), 0);
     assert_int_equal(sp_router_add(r, "*", "/blocking", h_blocking, NULL, SP_ROUTE_BLOCKING), 0);
     assert_int_equal(sp_router_add(r, "GET", "/tid", h_loop_tid, NULL, 0), 0);
+    assert_int_equal(sp_router_add(r, "GET", "/worker", h_worker, NULL, 0), 0);
     return r;
 }
 
@@ -367,6 +420,87 @@ static void test_two_workers_both_serve(void **state) {
     stop();
 }
 
+static void cfg_two_workers_hooked(sp_http_config *cfg) {
+    cfg->workers = 2;
+    cfg->worker_start = hook_start;
+    cfg->worker_stop = hook_stop;
+    cfg->worker_arg = &g_hook_starts;
+}
+
+static void reset_hooks(int fail_worker) {
+    atomic_store(&g_hook_starts, 0);
+    atomic_store(&g_hook_stops, 0);
+    atomic_store(&g_fail_worker, fail_worker);
+    atomic_store(&g_stop_index_mask, 0);
+    atomic_store(&g_stop_saw_finished, -1);
+}
+
+/* Each worker's start hook runs in its loop before it serves; handlers get
+ * their worker's data; each stop hook runs after the requests in flight
+ * finished, in the same loop, with the same data. */
+static void test_worker_hooks_set_up_and_tear_down_per_worker_data(void **state) {
+    (void)state;
+    reset_hooks(-1);
+    start(cfg_two_workers_hooked);
+    bool seen[2] = {false, false};
+    for (int i = 0; i < 64 && !(seen[0] && seen[1]); i++) {
+        client c;
+        client_connect(&c, g_srv.port);
+        client_sends(&c, "GET /worker HTTP/1.1\r\nHost: t\r\n\r\n");
+        response r;
+        expect_response(&c, &r, false);
+        int w = -1;
+        if (sscanf(r.body, "worker %d", &w) != 1 || w < 0 || w > 1)
+            fail_msg("unexpected body '%s'", r.body);
+        seen[w] = true;
+        response_free(&r);
+        client_close(&c);
+    }
+    assert_true(seen[0] && seen[1]);
+    assert_int_equal(atomic_load(&g_hook_starts), 2);
+    assert_int_equal(atomic_load(&g_hook_stops), 0);
+    client slow;
+    client_connect(&slow, g_srv.port);
+    client_sends(&slow, "GET /sleep?ms=200 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_true(wait_for_int(&g_started, 1, CLIENT_TIMEOUT));
+    sp_http_server_stop(g_srv.srv, false);
+    response r;
+    expect_response(&slow, &r, false);
+    assert_int_equal(r.status, 200);
+    response_free(&r);
+    client_close(&slow);
+    assert_int_equal(pthread_join(g_srv.thread, NULL), 0);
+    assert_int_equal(g_srv.run_rc, 0);
+    assert_int_equal(atomic_load(&g_hook_stops), 2);
+    assert_int_equal(atomic_load(&g_stop_index_mask), 3);
+    /* The last stop hook ran after the slow handler had returned. */
+    assert_int_equal(atomic_load(&g_stop_saw_finished), 1);
+    sp_http_server_destroy(g_srv.srv);
+    sp_router_destroy(g_srv.router);
+    expect_no_handler_failures();
+}
+
+/* A failing start hook stops the server, whose run returns that error; the
+ * worker that did start is torn down. */
+static void test_failing_worker_start_stops_the_server_with_its_error(void **state) {
+    (void)state;
+    reset_hooks(1);
+    stderr_capture cap;
+    capture_begin(&cap);
+    start(cfg_two_workers_hooked);
+    assert_int_equal(pthread_join(g_srv.thread, NULL), 0);
+    char *log = capture_end(&cap);
+    assert_int_equal(g_srv.run_rc, -ENOENT);
+    assert_int_equal(atomic_load(&g_hook_starts), 1);
+    assert_int_equal(atomic_load(&g_hook_stops), 1);
+    assert_int_equal(atomic_load(&g_stop_index_mask), 1);
+    assert_non_null(strstr(log, "worker 1: worker_start failed: No such file or directory"));
+    free(log);
+    sp_http_server_destroy(g_srv.srv);
+    sp_router_destroy(g_srv.router);
+    expect_no_handler_failures();
+}
+
 /* ---- Stopping --------------------------------------------------------------------- */
 
 static void cfg_two_workers_long_drain(sp_http_config *cfg) {
@@ -550,6 +684,8 @@ int main(void) {
         cmocka_unit_test(test_blocking_route_runs_on_the_pool_while_others_are_served),
         cmocka_unit_test(test_client_leaving_during_a_blocking_handler_is_safe),
         cmocka_unit_test(test_two_workers_both_serve),
+        cmocka_unit_test(test_worker_hooks_set_up_and_tear_down_per_worker_data),
+        cmocka_unit_test(test_failing_worker_start_stops_the_server_with_its_error),
         cmocka_unit_test(test_graceful_stop_finishes_requests_in_flight),
         cmocka_unit_test(test_forced_stop_returns_promptly_and_cancels_handlers),
         cmocka_unit_test(test_graceful_stop_gives_up_after_the_drain_timeout),

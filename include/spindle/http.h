@@ -83,6 +83,12 @@ int sp_http_req_param(const sp_http_req *req, const char *name, sp_str *value);
 /* The client's address (owned by the connection). */
 const struct sockaddr *sp_http_req_peer(const sp_http_req *req, socklen_t *len);
 
+/* The index of the worker serving the request (0..workers-1), and what the
+ * server's worker_start hook stored for it (NULL without one). Never
+ * suspends. */
+int sp_http_req_worker(const sp_http_req *req);
+void *sp_http_req_worker_data(const sp_http_req *req);
+
 /* The route pattern that matched ("/users/:id"), or "" when none did. */
 const char *sp_http_req_route(const sp_http_req *req);
 
@@ -186,6 +192,18 @@ typedef struct sp_http_config {
     int access_log;          /* SP_ACCESS_LOG_* [off] */
     const char *access_log_path; /* file for the access log; NULL or "-": stdout [NULL] */
     bool handle_signals;         /* sp_http_server_run handles SIGTERM/SIGINT [true] */
+    /* Per-worker resources (an HTTP client, a process pool: things that
+     * belong to one loop). worker_start runs in each worker's loop, in a task
+     * (it may suspend), before the worker accepts; what it stores in *data is
+     * what sp_http_req_worker_data() gives that worker's handlers. An error
+     * from it stops the server, and sp_http_server_run returns the first one.
+     * worker_stop runs in the worker's loop, in a task, after its last
+     * connection closed (every request handler has returned; tasks they left
+     * running may not have), for each worker whose start succeeded. Both get worker_arg and
+     * the worker's index (0..workers-1). [NULL] */
+    int (*worker_start)(int worker, void *arg, void **data);
+    void (*worker_stop)(int worker, void *arg, void *data);
+    void *worker_arg;
 } sp_http_config;
 
 /* Fills cfg with the defaults shown in brackets above. Never suspends. */
