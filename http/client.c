@@ -104,6 +104,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
     sp_http_client_resp *r = resp_of(p);
     if (r->head_done)
         return trailer_bytes(r, len);
+    if (len == 0)
+        return 0; /* an empty span at the end of a read */
     if (!r->in_field) {
         if (r->nhdrs == SP_HTTP_MAX_HEADERS)
             return stop(r, -EMSGSIZE, "more than %d header fields", SP_HTTP_MAX_HEADERS);
@@ -122,6 +124,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
         return trailer_bytes(r, len);
     if (len == 0)
         return 0;
+    if (!r->in_field)
+        return stop(r, -EPROTO, "a response header without a name");
     /* The pieces of a value follow its colon and each other with only
      * whitespace between; a line break there is an obs-fold, which llhttp
      * would splice into the value (and a proxy forward): refuse it. */
@@ -138,10 +142,14 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
 
 static int on_header_value_complete(llhttp_t *p) {
     sp_http_client_resp *r = resp_of(p);
-    if (!r->head_done && r->in_field) {
-        r->nhdrs++;
-        r->in_field = false;
-    }
+    if (r->head_done)
+        return 0;
+    /* llhttp takes ": value" as a field with an empty name (RFC 9110 5.1:
+     * a name is a token, at least one character). */
+    if (!r->in_field)
+        return stop(r, -EPROTO, "a response header without a name");
+    r->nhdrs++;
+    r->in_field = false;
     return 0;
 }
 

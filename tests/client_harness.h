@@ -253,6 +253,15 @@ static bool raw_serve(raw_upstream *up, int fd) {
             raw_sends(up, fd, "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n");
             continue;
         }
+        if (strcmp(path, "/no-name") == 0 || strcmp(path, "/no-name-first") == 0) {
+            /* A field line with an empty name, after a header or first. */
+            raw_sends(up, fd,
+                      strcmp(path, "/no-name") == 0
+                          ? "HTTP/1.1 200 OK\r\nX-A: a\r\n: b\r\nContent-Length: 2\r\n\r\nok"
+                          : "HTTP/1.1 200 OK\r\n:\r\nContent-Length: 2\r\n\r\nok");
+            raw_until_closed(up, fd);
+            break;
+        }
         if (strcmp(path, "/fold") == 0) {
             raw_sends(up, fd, "HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok");
             raw_until_closed(up, fd);

@@ -232,6 +232,11 @@ static int garbage_main(void *arg, void **result) {
     assert_true(took < 1.0); /* at once, not when the upstream closes */
     assert_int_equal(fetch_path(cl, &req, "/fold", &err, NULL), -EPROTO);
     expect_msg(&err, "obsolete line folding");
+    /* Found by fuzzing: llhttp takes ": b" as a field with an empty name. */
+    assert_int_equal(fetch_path(cl, &req, "/no-name", &err, NULL), -EPROTO);
+    expect_msg(&err, "a response header without a name");
+    assert_int_equal(fetch_path(cl, &req, "/no-name-first", &err, NULL), -EPROTO);
+    expect_msg(&err, "a response header without a name");
     expect_pool_clean_and_working(cl);
     assert_int_equal(sp_http_client_destroy(cl), 0);
     return 0;

@@ -67,7 +67,8 @@ sp_str sp_http_req_query_string(const sp_http_req *req);
 int sp_http_req_version(const sp_http_req *req);
 
 /* The first query parameter `name`, decoded ('+' and %XX), in *value (a view
- * valid until the handler returns). Returns 0, -ENOENT, -ENOMEM. */
+ * valid until the handler returns, NUL-terminated: a "%00" in it shows as a
+ * NUL byte within len). Returns 0, -ENOENT, -ENOMEM. */
 int sp_http_req_query(sp_http_req *req, const char *name, sp_str *value);
 
 /* The first header `name` (case-insensitive). Returns 0 or -ENOENT. */
