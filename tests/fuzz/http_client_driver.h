@@ -26,53 +26,72 @@ static pthread_mutex_t g_fzc_mu = PTHREAD_MUTEX_INITIALIZER;
 static uint8_t *g_fzc_data;
 static size_t g_fzc_len;
 
-/* Reads until the end of a request head (or 2 s of silence, or the close),
- * then writes the current input and closes: one answer per connection. */
-static void *fzc_serve(void *arg) {
-    int fd = (int)(intptr_t)arg;
+/* Answers fd's request with the current input and closes it, once fd holds
+ * the end of a request head (or a full buffer). The send is done under the
+ * lock: an input fits in the socket's buffer, so it does not wait. */
+typedef struct fzc_peer {
+    int fd;
+    size_t have;
     char buf[4096];
-    size_t have = 0;
-    for (;;) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 2000) <= 0)
+} fzc_peer;
+
+static bool fzc_peer_step(fzc_peer *c) {
+    ssize_t n = recv(c->fd, c->buf + c->have, sizeof(c->buf) - 1 - c->have, MSG_DONTWAIT);
+    if (n < 0 && errno == EAGAIN)
+        return true;
+    if (n <= 0)
+        return false;
+    c->have += (size_t)n;
+    c->buf[c->have] = '\0';
+    if (!strstr(c->buf, "\r\n\r\n") && c->have < sizeof(c->buf) - 1)
+        return true;
+    pthread_mutex_lock(&g_fzc_mu);
+    for (size_t off = 0; off < g_fzc_len;) {
+        ssize_t w = send(c->fd, g_fzc_data + off, g_fzc_len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w <= 0)
             break;
-        ssize_t n = recv(fd, buf + have, sizeof(buf) - 1 - have, 0);
-        if (n <= 0)
-            break;
-        have += (size_t)n;
-        buf[have] = '\0';
-        if (strstr(buf, "\r\n\r\n") || have == sizeof(buf) - 1) {
-            pthread_mutex_lock(&g_fzc_mu);
-            size_t len = g_fzc_len;
-            uint8_t *d = malloc(len ? len : 1);
-            if (d)
-                memcpy(d, g_fzc_data, len);
-            pthread_mutex_unlock(&g_fzc_mu);
-            for (size_t off = 0; d && off < len;) {
-                ssize_t w = send(fd, d + off, len - off, MSG_NOSIGNAL);
-                if (w <= 0)
-                    break;
-                off += (size_t)w;
-            }
-            free(d);
-            break;
-        }
+        off += (size_t)w;
     }
-    close(fd);
-    return NULL;
+    pthread_mutex_unlock(&g_fzc_mu);
+    return false;
 }
 
-static void *fzc_accept_loop(void *arg) {
+/* One thread, no allocation after start (a leak check between two inputs
+ * must see nothing of it): poll over the listener and up to FZC_PEERS
+ * connections; each gets one answer, then is closed. */
+#define FZC_PEERS 16
+
+static void *fzc_responder(void *arg) {
     (void)arg;
+    static fzc_peer peers[FZC_PEERS];
+    for (int i = 0; i < FZC_PEERS; i++)
+        peers[i].fd = -1;
     for (;;) {
-        int fd = accept4(g_fzc_listen, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0)
+        struct pollfd p[FZC_PEERS + 1];
+        p[0] = (struct pollfd){.fd = g_fzc_listen, .events = POLLIN};
+        for (int i = 0; i < FZC_PEERS; i++)
+            p[i + 1] = (struct pollfd){.fd = peers[i].fd, .events = POLLIN};
+        if (poll(p, FZC_PEERS + 1, -1) <= 0)
             continue;
-        pthread_t th;
-        if (pthread_create(&th, NULL, fzc_serve, (void *)(intptr_t)fd) != 0)
-            close(fd);
-        else
-            pthread_detach(th);
+        for (int i = 0; i < FZC_PEERS; i++) {
+            if (peers[i].fd >= 0 && p[i + 1].revents && !fzc_peer_step(&peers[i])) {
+                close(peers[i].fd);
+                peers[i].fd = -1;
+            }
+        }
+        if (p[0].revents & POLLIN) {
+            int fd = accept4(g_fzc_listen, NULL, NULL, SOCK_CLOEXEC);
+            int i = 0;
+            while (i < FZC_PEERS && peers[i].fd >= 0)
+                i++;
+            if (fd >= 0 && i == FZC_PEERS) {
+                /* The oldest connections are abandoned ones: drop the first. */
+                close(peers[0].fd);
+                i = 0;
+            }
+            if (fd >= 0)
+                peers[i] = (fzc_peer){.fd = fd};
+        }
     }
     return NULL;
 }
@@ -91,7 +110,7 @@ static void fzc_start(void) {
     g_fzc_listen = fd;
     g_fzc_port = ntohs(sa.sin_port);
     pthread_t th;
-    if (pthread_create(&th, NULL, fzc_accept_loop, NULL) != 0)
+    if (pthread_create(&th, NULL, fzc_responder, NULL) != 0)
         abort();
     pthread_detach(th);
 }
