@@ -18,6 +18,7 @@
 
 #include "internal.h"
 #include "task_impl.h"
+#include "text.h"
 
 #define RBUF_MIN    4096
 #define DRAIN_MAX   (64 * 1024) /* unread body bytes read and dropped to keep the connection */
@@ -37,6 +38,8 @@ typedef struct exchange {
     size_t ppos;     /* rbuf bytes fed to the parser */
     size_t head_end; /* rbuf bytes of the head (fixed once it is complete) */
     span url;
+    span method;      /* an extension method's token, see settle_method() */
+    bool method_done; /* the method is parsed or left to llhttp */
     span names[SP_HTTP_MAX_HEADERS], values[SP_HTTP_MAX_HEADERS];
     size_t nhdrs;
     bool field_done; /* the current header's name is complete */
@@ -76,6 +79,18 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
     return 0;
 }
 
+/* A request line ending right after its target ("GET /", HTTP/0.9) lacks
+ * the version RFC 9112 3 requires. llhttp would read header lines after it,
+ * while such a client waits for its answer: refuse it now. The byte that
+ * ended the target is in the buffer. */
+static int on_url_complete(llhttp_t *p) {
+    exchange *ex = ex_of(p);
+    char next = ex->conn->rbuf[ex->url.off + ex->url.len];
+    if (next == '\r' || next == '\n')
+        return stop_with(ex, 400, "no HTTP version in the request line");
+    return 0;
+}
+
 /* Trailer fields of a chunked body are parsed and dropped; their bytes count
  * toward the body limit, so an endless trailer section ends as a long body does. */
 static int trailer_bytes(exchange *ex, size_t len) {
@@ -106,12 +121,21 @@ static int on_header_field_complete(llhttp_t *p) {
     return 0;
 }
 
+/* Whether the field line being parsed had a name: llhttp takes ": v" as a
+ * field with an empty one (no on_header_field call), where RFC 9110 5.1
+ * requires a token. */
+static bool named(const exchange *ex) {
+    return !ex->field_done && ex->names[ex->nhdrs].len > 0;
+}
+
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
     exchange *ex = ex_of(p);
     if (ex->head_done)
         return trailer_bytes(ex, len);
     if (len == 0)
         return 0; /* an empty value, reported where the next line starts */
+    if (!named(ex))
+        return stop_with(ex, 400, "header field without a name");
     /* The pieces of a value follow its colon and each other in rbuf, with only
      * whitespace between. A line break there is an obs-fold, which llhttp
      * accepts and would splice into the value: refuse it (RFC 9112 5.2). */
@@ -127,6 +151,8 @@ static int on_header_value_complete(llhttp_t *p) {
     exchange *ex = ex_of(p);
     if (ex->head_done)
         return 0;
+    if (!named(ex))
+        return stop_with(ex, 400, "header field without a name");
     /* The next field starts a new header (an empty value gets no callback). */
     ex->field_done = true;
     return 0;
@@ -177,6 +203,7 @@ static int on_message_complete(llhttp_t *p) {
 static void settings_init(void) {
     llhttp_settings_init(&g_settings);
     g_settings.on_url = on_url;
+    g_settings.on_url_complete = on_url_complete;
     g_settings.on_header_field = on_header_field;
     g_settings.on_header_field_complete = on_header_field_complete;
     g_settings.on_header_value = on_header_value;
@@ -184,6 +211,58 @@ static void settings_init(void) {
     g_settings.on_headers_complete = on_headers_complete;
     g_settings.on_body = on_body;
     g_settings.on_message_complete = on_message_complete;
+}
+
+/* Any digit pair passes llhttp as a version: validate() answers 505 for a
+ * major version other than 1 and serves a higher 1.x as 1.1 (RFC 9110 2.5),
+ * where llhttp would refuse both with 400. */
+static void parser_init(llhttp_t *p) {
+    llhttp_init(p, HTTP_REQUEST, &g_settings);
+    p->lenient_flags |= LENIENT_VERSION;
+}
+
+/* The methods llhttp parses (HTTP_METHOD_MAP); it refuses any other token. */
+static const sp_str parsed_methods[] = {
+#define XX(num, name, string) {#string, sizeof(#string) - 1},
+    HTTP_METHOD_MAP(XX)
+#undef XX
+};
+
+static bool llhttp_knows(sp_str m) {
+    for (size_t i = 0; i < sizeof(parsed_methods) / sizeof(parsed_methods[0]); i++)
+        if (sp_str_eq(parsed_methods[i], m))
+            return true;
+    return false;
+}
+
+/* A method is any token (RFC 9110 9.1), one the router may route, or else
+ * answer 405 or 404 (nginx answers 405 too); llhttp knows a fixed list. Once
+ * the token is in the buffer, one llhttp does not know is replaced for the
+ * parser by "GET" (a request's framing does not depend on its method) and
+ * kept in ex->method. Returns false while the token may be incomplete. */
+static bool settle_method(exchange *ex) {
+    if (ex->method_done)
+        return true;
+    sp_http_conn *c = ex->conn;
+    const char *b = c->rbuf;
+    size_t i = ex->ppos;
+    while (i < c->rlen && (b[i] == '\r' || b[i] == '\n'))
+        i++; /* empty lines before a request, which llhttp skips (RFC 9112 2.2) */
+    size_t start = i;
+    while (i < c->rlen && sp_http_tchar[(unsigned char)b[i]])
+        i++;
+    if (i == c->rlen)
+        return false;
+    ex->method_done = true;
+    /* Anything but a token and a space is left to llhttp, which refuses it. */
+    if (b[i] != ' ' || i == start || llhttp_knows((sp_str){b + start, i - start}))
+        return true;
+    if (llhttp_execute(&ex->parser, b + ex->ppos, start - ex->ppos) != HPE_OK)
+        return true; /* feed() reports the error */
+    llhttp_execute(&ex->parser, "GET", 3);
+    ex->method = (span){(uint32_t)start, (uint32_t)(i - start)};
+    ex->ppos = i;
+    return true;
 }
 
 /* ---- Reading ------------------------------------------------------------ */
@@ -299,11 +378,12 @@ static int read_head(exchange *ex, int64_t deadline) {
     sp_http_conn *c = ex->conn;
     size_t max_head = c->w->srv->cfg.max_header_bytes;
     for (;;) {
-        int rc = feed(ex);
+        int rc = settle_method(ex) ? feed(ex) : 0;
         if (rc != 0)
             return rc;
-        /* The whole head may have come in one read: check its size either way. */
-        if (ex->ppos > max_head) {
+        /* The whole head may have come in one read: check its size either way
+         * (an unsettled method has not been fed yet). */
+        if ((ex->method_done ? ex->ppos : c->rlen) > max_head) {
             ex->err_status = ex->url.len && !ex->nhdrs && !ex->names[0].len ? 414 : 431;
             return -EBADMSG;
         }
@@ -476,9 +556,12 @@ static void build_request(exchange *ex) {
     sp_http_req *req = &ex->req;
     const char *b = c->rbuf;
     req->conn = c;
-    req->method = sp_str_c(llhttp_method_name((llhttp_method_t)ex->parser.method));
+    req->method = ex->method.len ? (sp_str){b + ex->method.off, ex->method.len}
+                                 : sp_str_c(llhttp_method_name((llhttp_method_t)ex->parser.method));
     req->target = (sp_str){b + ex->url.off, ex->url.len};
-    req->version = ex->parser.http_major * 10 + ex->parser.http_minor;
+    /* A higher HTTP/1.x is served as 1.1 (RFC 9110 2.5). */
+    int major = ex->parser.http_major, minor = ex->parser.http_minor;
+    req->version = major == 1 && minor > 1 ? 11 : major * 10 + minor;
     req->keep_alive = llhttp_should_keep_alive(&ex->parser);
     ex->resp.head_only = ex->parser.method == HTTP_HEAD;
     req->hdrs = ex->hdrs;
@@ -497,10 +580,67 @@ static void build_request(exchange *ex) {
     }
 }
 
+/* RFC 3986 unreserved and sub-delims: the bytes of a reg-name besides %XX. */
+static bool host_char(char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("-._~!$&'()*+,;=", ch));
+}
+
+static bool is_hex(char ch) {
+    return (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f');
+}
+
+/* Host = uri-host [ ":" port ] (RFC 9110 7.2): an IP-literal in brackets or
+ * a reg-name, which may be empty, and a port of digits. */
+static bool valid_host(sp_str h) {
+    const char *p = h.ptr, *end = p + h.len;
+    if (p < end && *p == '[') {
+        const char *close = memchr(p, ']', h.len);
+        if (!close || close == p + 1)
+            return false;
+        for (p++; p < close; p++)
+            if (!host_char(*p) && *p != ':')
+                return false;
+        p++;
+    } else {
+        for (; p < end && *p != ':'; p++) {
+            if (*p == '%' && end - p > 2 && is_hex(p[1]) && is_hex(p[2]))
+                p += 2;
+            else if (!host_char(*p))
+                return false;
+        }
+    }
+    if (p < end && *p++ != ':')
+        return false;
+    for (; p < end; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    return true;
+}
+
+/* True if every coding a Transfer-Encoding line lists is chunked. */
+static bool only_chunked(sp_str v) {
+    const char *p = v.ptr, *end = p + v.len;
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *e = comma ? comma : end;
+        while (p < e && (*p == ' ' || *p == '\t'))
+            p++;
+        const char *q = e;
+        while (q > p && (q[-1] == ' ' || q[-1] == '\t'))
+            q--;
+        if (q > p && !sp_str_eq_case((sp_str){p, (size_t)(q - p)}, sp_str_c("chunked")))
+            return false; /* empty list members are allowed (RFC 9110 5.6.1) */
+        p = comma ? comma + 1 : end;
+    }
+    return true;
+}
+
 /* Checks what llhttp leaves to us; returns an error status or 0. */
 static int validate(exchange *ex, const char **detail) {
     sp_http_req *req = &ex->req;
     size_t hosts = 0;
+    bool host_ok = true, coding_ok = true, expect_100 = false;
     for (size_t i = 0; i < req->nhdrs; i++) {
         sp_str n = req->hdrs[i].name, v = req->hdrs[i].value;
         if (!sp_http_is_token(n)) {
@@ -508,14 +648,17 @@ static int validate(exchange *ex, const char **detail) {
             *detail = "invalid header field name";
             return 400;
         }
-        if (sp_str_eq_case(n, sp_str_c("host")))
+        if (sp_str_eq_case(n, sp_str_c("host"))) {
             hosts++;
-        else if (sp_str_eq_case(n, sp_str_c("expect"))) {
+            host_ok = host_ok && valid_host(v);
+        } else if (sp_str_eq_case(n, sp_str_c("transfer-encoding"))) {
+            coding_ok = coding_ok && only_chunked(v);
+        } else if (sp_str_eq_case(n, sp_str_c("expect"))) {
             if (!sp_str_eq_case(v, sp_str_c("100-continue"))) {
                 *detail = "unsupported expectation";
                 return 417;
             }
-            req->expect_continue = req->version >= 11;
+            expect_100 = true;
         }
     }
     if (ex->parser.http_major != 1) {
@@ -541,6 +684,27 @@ static int validate(exchange *ex, const char **detail) {
         *detail = hosts ? "more than one Host header" : "missing Host header";
         return 400;
     }
+    if (!host_ok) {
+        *detail = "invalid Host header"; /* a MUST of RFC 9112 3.2 */
+        return 400;
+    }
+    /* Without chunked last the body has no length: llhttp would only fail
+     * when the body is read, after the handler started (RFC 9112 6.3: 400). */
+    if ((ex->parser.flags & F_TRANSFER_ENCODING) && !(ex->parser.flags & F_CHUNKED)) {
+        *detail = "Transfer-Encoding not ending in chunked";
+        return 400;
+    }
+    /* A coding before chunked is one the server cannot undo (RFC 9112 6.1). */
+    if (!coding_ok) {
+        *detail = "unsupported transfer coding";
+        return 501;
+    }
+    /* 100 (Continue) asks for content: without any, the expectation is
+     * moot and must not cost the connection (RFC 9110 10.1.1). An HTTP/1.0
+     * client's is ignored. */
+    bool has_body = (ex->parser.flags & F_CHUNKED) ||
+                    ((ex->parser.flags & F_CONTENT_LENGTH) && ex->parser.content_length > 0);
+    req->expect_continue = expect_100 && has_body && req->version >= 11;
     if ((ex->parser.flags & F_CONTENT_LENGTH) &&
         ex->parser.content_length > ex->conn->w->srv->cfg.max_body)
         return 413;
@@ -551,7 +715,23 @@ static int validate(exchange *ex, const char **detail) {
     /* Split the target into a decoded path and the raw query. */
     const char *t = req->target.ptr;
     size_t tlen = req->target.len;
-    if (tlen == 0 || (t[0] != '/' && !(tlen == 1 && t[0] == '*'))) {
+    if (tlen == 1 && t[0] == '*') {
+        /* The asterisk-form names the server itself, for OPTIONS only
+         * (RFC 9112 3.2.4); dispatch() answers it. */
+        if (!sp_str_eq(req->method, sp_str_c("OPTIONS"))) {
+            *detail = "asterisk-form target outside OPTIONS";
+            return 400;
+        }
+        req->path = req->target;
+        req->query = (sp_str){"", 0};
+        return 0;
+    }
+    /* A fragment has no place in a request-target (RFC 9112 3.2): ignored,
+     * as nginx does, rather than routed as part of the path. */
+    const char *hash = memchr(t, '#', tlen);
+    if (hash)
+        tlen = (size_t)(hash - t);
+    if (tlen == 0 || t[0] != '/') {
         /* absolute-form: keep the path part */
         const char *s = memchr(t, '/', tlen);
         const char *scheme = tlen > 3 ? memchr(t, ':', tlen) : NULL;
@@ -599,6 +779,12 @@ static int not_allowed(sp_http_req *req, sp_http_resp *resp, void *arg) {
     char body[64];
     int n = snprintf(body, sizeof(body), "405 %s\n", sp_http_status_text(405));
     return sp_http_resp_send(resp, 405, "text/plain; charset=utf-8", body, (size_t)n);
+}
+
+/* OPTIONS * asks about the server itself, a "ping" (RFC 9110 9.3.7). */
+static int server_options(sp_http_req *req, sp_http_resp *resp, void *arg) {
+    (void)req, (void)arg;
+    return sp_http_resp_send(resp, 200, NULL, "", 0);
 }
 
 /* A route flagged SP_ROUTE_BLOCKING runs its handler on a to_thread worker. */
@@ -676,7 +862,7 @@ static void dispatch(exchange *ex) {
     sp_http_handler *h = ex->match.handler;
     void *harg = ex->match.arg;
     if (rc == -ENOENT)
-        h = not_found;
+        h = req->path.ptr[0] == '*' ? server_options : not_found;
     else if (rc == -EOPNOTSUPP)
         h = not_allowed;
     else if (ex->match.flags & SP_ROUTE_BLOCKING)
@@ -721,7 +907,7 @@ static void exchange_init(exchange *ex, sp_http_conn *c, const llhttp_t *parser)
     if (parser) {
         ex->parser = *parser;
     } else {
-        llhttp_init(&ex->parser, HTTP_REQUEST, &g_settings);
+        parser_init(&ex->parser);
     }
     ex->parser.data = ex;
     sp_http_resp_init(&ex->resp, c, &ex->req);
@@ -819,7 +1005,7 @@ static int conn_task(void *arg, void **result) {
     (void)result;
     sp_http_conn *c = arg;
     llhttp_t parser;
-    llhttp_init(&parser, HTTP_REQUEST, &g_settings);
+    parser_init(&parser);
     const sp_http_config *cfg = &c->w->srv->cfg;
     int64_t deadline = sp_loop_deadline_after(sp_loop_get(), cfg->header_timeout);
     bool access_log = sp_log_access_enabled();

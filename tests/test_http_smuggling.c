@@ -210,9 +210,6 @@ static void test_bare_cr_is_rejected(void **state) {
 
 static void test_bad_request_line_is_rejected(void **state) {
     (void)state;
-    expect_rejected("FOO / HTTP/1.1\r\nHost: t\r\n\r\n", 400);
-    expect_rejected("get / HTTP/1.1\r\nHost: t\r\n\r\n", 400);
-    expect_rejected("GET / HTTP/1.2\r\nHost: t\r\n\r\n", 400);
     expect_rejected("GET / HTTP/1.1 \r\nHost: t\r\n\r\n", 400);
     expect_rejected("GET /\x01 HTTP/1.1\r\nHost: t\r\n\r\n", 400);
     expect_rejected("GET a:80 HTTP/1.1\r\nHost: t\r\n\r\n", 400);

@@ -60,7 +60,8 @@ sp_str sp_http_req_target(const sp_http_req *req);
 /* The target's path, percent-decoded with "." and ".." segments resolved and
  * repeated slashes merged, as nginx's $uri ("/a b"); and the raw query
  * ("x=1"). A path climbing above "/" is refused with 400 before any
- * handler runs. */
+ * handler runs. "OPTIONS *" has path "*": the server answers it itself (200),
+ * inside the root router's middleware. */
 sp_str sp_http_req_path(const sp_http_req *req);
 sp_str sp_http_req_query_string(const sp_http_req *req);
 /* 10 for HTTP/1.0, 11 for HTTP/1.1. */
