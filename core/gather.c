@@ -20,6 +20,8 @@ typedef struct gather {
     sp_future outer;
     gather_child *children; /* one per distinct task */
     size_t nchildren;       /* distinct tasks */
+    sp_task *const *args;   /* the caller's array, valid while outer is pending */
+    size_t nargs;
     size_t nfinished;
     size_t refs; /* the caller + children whose callback is pending */
     bool return_exceptions;
@@ -40,9 +42,11 @@ static int gather_cancel(sp_future *f) {
     gather *g = (gather *)f;
     if (f->state != SP_FUT_PENDING)
         return -EALREADY;
+    /* Once per argument, duplicates included, as asyncio's _GatheringFuture
+     * walks its children list: a task given twice sees two requests. */
     bool any = false;
-    for (size_t i = 0; i < g->nchildren; i++)
-        if (sp_task_cancel(g->children[i].task) == 0)
+    for (size_t i = 0; i < g->nargs; i++)
+        if (sp_task_cancel(g->args[i]) == 0)
             any = true;
     if (!any)
         return -EALREADY;
@@ -105,6 +109,8 @@ int sp_gather(sp_task *const *tasks, size_t n, int flags, void **results, int *e
     }
     sp_future_init(&g->outer);
     g->outer.priv_cancel = gather_cancel;
+    g->args = tasks;
+    g->nargs = n;
     g->return_exceptions = flags & SP_GATHER_RETURN_EXCEPTIONS;
     g->refs = 1 + g->nchildren;
     for (size_t i = 0; i < g->nchildren; i++) {

@@ -27,6 +27,7 @@ typedef struct sp_loop {
     size_t ntasks;
     int internal_events;       /* libevent events of ours that never wake a task */
     int external_wakers;       /* in-flight work (threads, processes) that will wake a task */
+    int io_waiters;            /* tasks in sp_io_wait: I/O is then polled every iteration */
     unsigned steps_since_poll; /* callbacks run since I/O was last polled */
     int64_t now_ns;            /* the clock when this iteration's callbacks began; 0 while
                                   libevent's callbacks run (see sp_loop_now) */

@@ -44,14 +44,16 @@ double sp_time(void) {
 /* While tasks are ready, I/O is polled (without waiting) once this many
  * callbacks have run: a syscall per iteration would cost more than an
  * iteration of a few tasks, and a busy loop still sees I/O within
- * microseconds. */
+ * microseconds. While a task waits in sp_io_wait, every iteration polls, as
+ * asyncio's select(0) does, so its wake-up keeps asyncio's place among the
+ * ready tasks. */
 #define POLL_EVERY_STEPS 128
 
 /* Waits for I/O: not at all when callbacks are ready, else until the earliest
  * timer or forever. Returns -EDEADLK if waiting forever on nothing. */
 static int poll_io(sp_loop *loop) {
     if (!sp_list_empty(&loop->ready) || loop->stopping) {
-        if (loop->steps_since_poll < POLL_EVERY_STEPS)
+        if (loop->steps_since_poll < POLL_EVERY_STEPS && loop->io_waiters == 0)
             return 0;
         loop->steps_since_poll = 0;
         loop->io_polled_ns = -1;

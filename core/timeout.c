@@ -21,8 +21,16 @@ int sp_timeout_reschedule(sp_timeout *tm, double seconds) {
         return -EINVAL;
     sp_loop *loop = sp_loop_get();
     sp_timer_disarm(loop, &tm->priv_timer);
-    if (seconds >= 0)
-        sp_timer_arm(loop, &tm->priv_timer, sp_deadline_after(seconds));
+    if (seconds < 0)
+        return 0;
+    int64_t when = sp_deadline_after(seconds);
+    /* A deadline already reached fires through call_soon, ahead of whatever
+     * is queued after it (the task's own wake-up from sleep(0), say), as
+     * asyncio's reschedule does; a timer would fire only after those. */
+    if (when <= sp_now_ns())
+        sp_call_soon(&tm->priv_timer.cb);
+    else
+        sp_timer_arm(loop, &tm->priv_timer, when);
     return 0;
 }
 
@@ -121,23 +129,21 @@ int sp_wait_for(sp_task *t, double timeout, void **result) {
     sp_timer_arm(loop, &r.timer, sp_deadline_after(timeout));
     sp_future_add_callback(&t->fut, &r.on_done);
     int rc = sp_future_await(&r.waiter, NULL);
-    sp_future_fini(&r.waiter);
-    if (rc == -ECANCELED) {
-        sp_timer_disarm(loop, &r.timer);
-        if (sp_task_done(t))
-            return sp_task_result(t, result);
-        sp_future_remove_callback(&r.on_done);
-        int crc = cancel_and_wait(t);
-        (void)crc; /* cancelled either way */
-        return -ECANCELED;
-    }
+    /* r lives in this frame: neither the timer nor t's callback may run
+     * after we return, even one already queued (t finished in the iteration
+     * that released the waiter). */
     sp_timer_disarm(loop, &r.timer);
+    sp_future_remove_callback(&r.on_done);
+    sp_future_fini(&r.waiter);
+    /* Done meanwhile: its outcome wins, even over our own cancellation
+     * (CPython 3.11). */
     if (sp_task_done(t))
         return sp_task_result(t, result);
-    sp_future_remove_callback(&r.on_done);
-    rc = cancel_and_wait(t);
-    if (rc != 0)
-        return rc;
+    int crc = cancel_and_wait(t);
+    if (rc == -ECANCELED)
+        return -ECANCELED; /* cancelled either way */
+    if (crc != 0)
+        return crc;
     rc = sp_task_result(t, result);
     return rc == -ECANCELED ? -ETIMEDOUT : rc;
 }
@@ -177,8 +183,11 @@ int sp_shield(sp_task *t, void **result) {
     s.inner_done.fn = shield_inner_done;
     sp_future_add_callback(&t->fut, &s.inner_done);
     int rc = sp_future_await(&s.outer, result);
-    /* The outer future is done: the inner one no longer reports to it. */
-    sp_future_remove_callback(&s.inner_done);
+    /* The outer future is done: the inner one no longer reports to it. A
+     * report already queued would have found the outer cancelled and marked
+     * the inner's outcome retrieved, as CPython's _inner_done_callback does. */
+    if (sp_future_remove_callback(&s.inner_done) == 0 && sp_task_done(t))
+        t->fut.retrieved = true;
     sp_future_fini(&s.outer);
     return rc;
 }

@@ -18,8 +18,10 @@ enum { SP_GATHER_RETURN_EXCEPTIONS = 1 };
  * task fails or is cancelled (-ECANCELED), leaving the others running.
  * With it, waits for all and stores each task's outcome in errors[i] (0, its
  * error, or -ECANCELED; errors may be NULL) and returns 0.
- * If the caller is cancelled while waiting, every task is cancelled and the
- * call returns -ECANCELED once they have all finished. Handles stay owned by
+ * If the caller is cancelled while waiting, every task is cancelled (once
+ * per argument, as asyncio) and the call returns -ECANCELED: with
+ * SP_GATHER_RETURN_EXCEPTIONS once they have all finished, without it as soon
+ * as the first of them ends cancelled. Handles stay owned by
  * the caller; gather holds its own references while it needs them. n == 0
  * returns 0 at once. Suspends. */
 int sp_gather(sp_task *const *tasks, size_t n, int flags, void **results, int *errors);
