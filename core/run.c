@@ -97,8 +97,12 @@ static void drain_done_cb(sp_cb *cb) {
 }
 
 /* Cancels every task still pending and runs the loop until they finish, as
- * asyncio.run does; those that end with an error are logged. */
-static void cancel_remaining(sp_loop *loop) {
+ * asyncio.run does; those that end with an error are logged. `late`: the
+ * tasks were spawned while earlier ones were being cancelled; asyncio would
+ * destroy them pending at loop close (closing their coroutines, with a
+ * warning): here they are cancelled and drained too, with the warning, so
+ * that nothing leaks. */
+static void cancel_remaining(sp_loop *loop, bool late) {
     size_t n = loop->ntasks;
     if (n == 0)
         return;
@@ -116,7 +120,11 @@ static void cancel_remaining(sp_loop *loop) {
         waiters[i].left = &left;
     }
     for (i = 0; i < n; i++) {
-        if (loop->debug)
+        if (late)
+            sp_log_warn("task '%s' was spawned during sp_run() shutdown and is still pending: "
+                        "cancelling it",
+                        tasks[i]->name);
+        else if (loop->debug)
             sp_log_warn("task '%s' still pending when the loop exits: cancelling it",
                         tasks[i]->name);
         sp_task_cancel(tasks[i]);
@@ -176,7 +184,11 @@ int sp_run_config(const sp_config *cfg, sp_task_fn *main, void *arg, void **resu
             rc = sp_task_result(main_task, result);
         else
             rc = -EDEADLK;
-        cancel_remaining(loop);
+        cancel_remaining(loop, false);
+        /* Tasks the cancelled ones spawned while cleaning up, and so on, a
+         * few generations deep. */
+        for (int round = 0; round < 8 && loop->ntasks > 0; round++)
+            cancel_remaining(loop, true);
         sp_task_release(main_task);
     }
     tl_loop = NULL;

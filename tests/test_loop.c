@@ -63,6 +63,50 @@ static void test_run_cancels_pending_tasks_and_lets_them_clean_up(void **state) 
     expect_log("main returns", "pending task woke with ECANCELED", "pending task cleaned up");
 }
 
+static int late_task(void *arg, void **result) {
+    (void)arg, (void)result;
+    logf_("late runs");
+    int rc = sp_sleep(10);
+    logf_("late woke with %s", rc == -ECANCELED ? "ECANCELED" : "?");
+    return rc;
+}
+
+static int spawns_while_cancelled(void *arg, void **result) {
+    (void)arg, (void)result;
+    int rc = sp_sleep(10);
+    logf_("cleanup spawns");
+    sp_spawn(NULL, "late", late_task, NULL);
+    sp_yield();
+    logf_("cleanup done");
+    return rc;
+}
+
+static int leaves_a_spawner_behind(void *arg, void **result) {
+    (void)arg, (void)result;
+    sp_spawn(NULL, "spawner", spawns_while_cancelled, NULL);
+    sp_yield();
+    logf_("main returns");
+    return 0;
+}
+
+/* asyncio.run lets a task spawned during the shutdown drain run a little,
+ * then destroys it pending with "Task was destroyed but it is pending!"
+ * (Python 3.11: main returns / cleanup spawns / late runs 1 / cleanup done).
+ * Spindle prints the same, then cancels and drains it with a warning, so
+ * that its memory is freed (the ASan build checks for leaks). */
+static void test_task_spawned_during_shutdown_is_cancelled_with_a_warning(void **state) {
+    (void)state;
+    stderr_capture cap;
+    capture_begin(&cap);
+    run_main(leaves_a_spawner_behind, NULL);
+    char *log = capture_end(&cap);
+    expect_log("main returns", "cleanup spawns", "late runs", "cleanup done",
+               "late woke with ECANCELED");
+    assert_non_null(strstr(log, "task 'late' was spawned during sp_run() shutdown and is still "
+                                "pending: cancelling it"));
+    free(log);
+}
+
 static int sleeper(void *arg, void **result) {
     (void)result;
     double d = *(double *)arg;
@@ -257,6 +301,7 @@ int main(void) {
         cmocka_unit_test(test_run_returns_the_main_tasks_outcome),
         cmocka_unit_test(test_calls_outside_a_task_fail_cleanly),
         cmocka_unit_test(test_run_cancels_pending_tasks_and_lets_them_clean_up),
+        cmocka_unit_test(test_task_spawned_during_shutdown_is_cancelled_with_a_warning),
         cmocka_unit_test(test_sleepers_wake_in_deadline_order_then_arming_order),
         cmocka_unit_test(test_io_wait_wakes_on_data_times_out_and_cancels),
         cmocka_unit_test(test_deadlock_is_reported_and_cancels_main_instead_of_hanging),
