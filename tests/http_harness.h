@@ -454,6 +454,44 @@ __attribute__((unused)) static void expect_server_healthy(int port) {
     assert_int_equal(request_once(port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", NULL), 200);
 }
 
+/* The request that must never be answered when it follows a refused one: a
+ * server that answered it would have taken part of the refused bytes as a
+ * message boundary (request smuggling). Servers using expect_refused_at
+ * route it. */
+#define SMUGGLED "GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
+
+/* Sends raw (len bytes, may hold NULs) then SMUGGLED to port; expects exactly
+ * one response, with `status` and "Connection: close", then the close, and
+ * the server still healthy. */
+__attribute__((unused)) static void expect_refused_at(int port, const char *raw, size_t len,
+                                                      int status) {
+    client c;
+    client_connect(&c, port);
+    char *all = malloc(len + sizeof(SMUGGLED));
+    assert_non_null(all);
+    memcpy(all, raw, len);
+    memcpy(all + len, SMUGGLED, sizeof(SMUGGLED));
+    client_send(&c, all, len + sizeof(SMUGGLED) - 1); /* the server may close early */
+    free(all);
+    assert_int_equal(client_read_to_eof(&c, CLIENT_TIMEOUT), 0);
+    response r;
+    int rc = client_response(&c, &r, false, CLIENT_TIMEOUT);
+    if (rc != 0 || r.status != status)
+        fail_msg("%.40s: want one %d response, got rc %d status %d; received '%.*s'", raw, status,
+                 rc, r.status, (int)(c.len > 400 ? 400 : c.len), c.buf ? c.buf : "");
+    char v[64];
+    assert_true(response_header(&r, "Connection", v, sizeof(v)));
+    assert_string_equal(v, "close");
+    response_free(&r);
+    rc = client_response(&c, &r, false, CLIENT_TIMEOUT);
+    if (rc != -EPIPE)
+        fail_msg("a second response came back (rc %d, status %d): '%.*s'", rc, r.status,
+                 (int)(c.len > 400 ? 400 : c.len), c.buf);
+    response_free(&r);
+    client_close(&c);
+    expect_server_healthy(port);
+}
+
 /* ---- Child processes ------------------------------------------------------ */
 
 /* Starts argv[0] (a path) with stdout on a pipe (returned in *out_fd, the

@@ -38,36 +38,7 @@ static int h_count(sp_http_req *req, sp_http_resp *resp, void *arg) {
     return sp_http_resp_send(resp, 200, "text/plain", "counted", 7);
 }
 
-/* The request that must never be answered when it follows a refused one. */
-#define SMUGGLED "GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
-
-/* Sends raw then SMUGGLED; expects one response with `status` and
- * "Connection: close", then the close, and nothing for SMUGGLED. */
-static void expect_refused_len(const char *raw, size_t len, int status) {
-    client c;
-    client_connect(&c, g_srv.port);
-    char *all = malloc(len + sizeof(SMUGGLED));
-    assert_non_null(all);
-    memcpy(all, raw, len);
-    memcpy(all + len, SMUGGLED, sizeof(SMUGGLED));
-    client_send(&c, all, len + sizeof(SMUGGLED) - 1); /* the server may close early */
-    free(all);
-    assert_int_equal(client_read_to_eof(&c, CLIENT_TIMEOUT), 0);
-    response r;
-    int rc = client_response(&c, &r, false, CLIENT_TIMEOUT);
-    if (rc != 0 || r.status != status)
-        fail_msg("%.40s: want one %d response, got rc %d status %d; received '%.*s'", raw, status,
-                 rc, r.status, (int)(c.len > 400 ? 400 : c.len), c.buf ? c.buf : "");
-    char v[64];
-    assert_true(response_header(&r, "Connection", v, sizeof(v)));
-    assert_string_equal(v, "close");
-    response_free(&r);
-    assert_int_equal(client_response(&c, &r, false, CLIENT_TIMEOUT), -EPIPE);
-    response_free(&r);
-    client_close(&c);
-}
-
-#define expect_refused(lit, status) expect_refused_len(lit, sizeof(lit) - 1, status)
+#define expect_refused(lit, status) expect_refused_at(g_srv.port, lit, sizeof(lit) - 1, status)
 
 /* Sends raw on one connection and expects the responses listed, in order,
  * each with its status and body (NULL: any body), the connection kept. */

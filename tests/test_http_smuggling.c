@@ -43,40 +43,8 @@ static int h_header_x(sp_http_req *req, sp_http_resp *resp, void *arg) {
     return sp_http_resp_send(resp, 200, "text/plain", body, (size_t)n);
 }
 
-/* The request that must never be answered when it follows a bad one. */
-#define SMUGGLED "GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
-
-/* Sends raw (len bytes, may hold NULs) then SMUGGLED; expects exactly one
- * response, with `status` and "Connection: close", then the close. */
-static void expect_rejected_len(const char *raw, size_t len, int status) {
-    client c;
-    client_connect(&c, g_srv.port);
-    char *all = malloc(len + sizeof(SMUGGLED));
-    memcpy(all, raw, len);
-    memcpy(all + len, SMUGGLED, sizeof(SMUGGLED));
-    client_send(&c, all, len + sizeof(SMUGGLED) - 1); /* the server may close early */
-    free(all);
-    assert_int_equal(client_read_to_eof(&c, CLIENT_TIMEOUT), 0);
-    response r;
-    int rc = client_response(&c, &r, false, CLIENT_TIMEOUT);
-    if (rc != 0 || r.status != status)
-        fail_msg("want one %d response, got rc %d status %d; received '%.*s'", status, rc, r.status,
-                 (int)(c.len > 400 ? 400 : c.len), c.buf ? c.buf : "");
-    char v[64];
-    assert_true(response_header(&r, "Connection", v, sizeof(v)));
-    assert_string_equal(v, "close");
-    response_free(&r);
-    rc = client_response(&c, &r, false, CLIENT_TIMEOUT);
-    if (rc != -EPIPE)
-        fail_msg("a second response came back (rc %d, status %d): '%.*s'", rc, r.status,
-                 (int)(c.len > 400 ? 400 : c.len), c.buf);
-    response_free(&r);
-    client_close(&c);
-    expect_server_healthy(g_srv.port);
-}
-
 /* A string literal, NULs included. */
-#define expect_rejected(lit, status) expect_rejected_len(lit, sizeof(lit) - 1, status)
+#define expect_rejected(lit, status) expect_refused_at(g_srv.port, lit, sizeof(lit) - 1, status)
 
 #define POST_ "POST /echo HTTP/1.1\r\nHost: t\r\n"
 
