@@ -618,21 +618,40 @@ static bool valid_host(sp_str h) {
     return true;
 }
 
+/* The next member of the comma-separated list at *p (before end), without
+ * its surrounding whitespace; empty members are returned too (RFC 9110 5.6.1
+ * allows them). False when the list is done. */
+static bool list_next(const char **p, const char *end, sp_str *item) {
+    if (*p >= end)
+        return false;
+    const char *comma = memchr(*p, ',', (size_t)(end - *p));
+    const char *s = *p, *e = comma ? comma : end;
+    while (s < e && (*s == ' ' || *s == '\t'))
+        s++;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    *item = (sp_str){s, (size_t)(e - s)};
+    *p = comma ? comma + 1 : end;
+    return true;
+}
+
+/* True if the list v holds the token `want` (any case). */
+static bool list_has(sp_str v, sp_str want) {
+    const char *p = v.ptr;
+    sp_str item;
+    while (list_next(&p, v.ptr + v.len, &item))
+        if (sp_str_eq_case(item, want))
+            return true;
+    return false;
+}
+
 /* True if every coding a Transfer-Encoding line lists is chunked. */
 static bool only_chunked(sp_str v) {
-    const char *p = v.ptr, *end = p + v.len;
-    while (p < end) {
-        const char *comma = memchr(p, ',', (size_t)(end - p));
-        const char *e = comma ? comma : end;
-        while (p < e && (*p == ' ' || *p == '\t'))
-            p++;
-        const char *q = e;
-        while (q > p && (q[-1] == ' ' || q[-1] == '\t'))
-            q--;
-        if (q > p && !sp_str_eq_case((sp_str){p, (size_t)(q - p)}, sp_str_c("chunked")))
-            return false; /* empty list members are allowed (RFC 9110 5.6.1) */
-        p = comma ? comma + 1 : end;
-    }
+    const char *p = v.ptr;
+    sp_str item;
+    while (list_next(&p, v.ptr + v.len, &item))
+        if (item.len && !sp_str_eq_case(item, sp_str_c("chunked")))
+            return false;
     return true;
 }
 
@@ -654,11 +673,9 @@ static int validate(exchange *ex, const char **detail) {
         } else if (sp_str_eq_case(n, sp_str_c("transfer-encoding"))) {
             coding_ok = coding_ok && only_chunked(v);
         } else if (sp_str_eq_case(n, sp_str_c("expect"))) {
-            if (!sp_str_eq_case(v, sp_str_c("100-continue"))) {
-                *detail = "unsupported expectation";
-                return 417;
-            }
-            expect_100 = true;
+            /* Other expectations are ignored, as nginx does: RFC 9110 10.1.1
+             * lets a server answer them with 417 or not. */
+            expect_100 = expect_100 || list_has(v, sp_str_c("100-continue"));
         }
     }
     if (ex->parser.http_major != 1) {
