@@ -790,7 +790,7 @@ static int not_found(sp_http_req *req, sp_http_resp *resp, void *arg) {
 
 static int not_allowed(sp_http_req *req, sp_http_resp *resp, void *arg) {
     (void)arg;
-    char allow[128];
+    char allow[1024];
     if (sp_router_allow(req->match, allow, sizeof(allow)) > 0)
         sp_http_resp_header(resp, "Allow", allow);
     char body[64];

@@ -691,6 +691,8 @@ typedef struct lookup {
     sp_route_match *m;
     unsigned allow; /* methods of the patterns that matched the path but not the method */
     bool seen;      /* some pattern matched the path */
+    unsigned neps;  /* those patterns, for their extension methods */
+    const endpoint *eps[SP_ROUTE_ALLOW_PATTERNS];
 } lookup;
 
 static inline void fill(sp_route_match *m, const endpoint *ep, const slot *s, size_t np) {
@@ -701,6 +703,8 @@ static inline void fill(sp_route_match *m, const endpoint *ep, const slot *s, si
     m->nparams = np;
     m->allow = ep->mask;
     m->priv_group = s->group;
+    m->priv_eps[0] = ep;
+    m->priv_neps = 1;
 }
 
 static inline bool try_ep(lookup *lk, const endpoint *ep, size_t np) {
@@ -710,6 +714,8 @@ static inline bool try_ep(lookup *lk, const endpoint *ep, size_t np) {
     if (!s) {
         lk->allow |= ep->mask;
         lk->seen = true;
+        if (lk->neps < SP_ROUTE_ALLOW_PATTERNS)
+            lk->eps[lk->neps++] = ep;
         return false;
     }
     fill(lk->m, ep, s, np);
@@ -773,7 +779,7 @@ int sp_router_match(const sp_router *r, sp_str method, sp_str path, sp_route_mat
             return 0;
         }
     }
-    lookup lk = {path.ptr + path.len, midx, method, m, 0, false};
+    lookup lk = {path.ptr + path.len, midx, method, m, 0, false, 0, {0}};
     if (path.len > 0 && path.ptr[0] == '/' && walk(&lk, root->top, path.ptr, 0))
         return 0;
     m->handler = NULL;
@@ -783,6 +789,8 @@ int sp_router_match(const sp_router *r, sp_str method, sp_str path, sp_route_mat
     m->nparams = 0;
     m->allow = lk.allow;
     m->priv_group = root;
+    m->priv_neps = lk.neps;
+    memcpy(m->priv_eps, lk.eps, lk.neps * sizeof(lk.eps[0]));
     return lk.seen ? -EOPNOTSUPP : -ENOENT;
 }
 
@@ -797,20 +805,42 @@ int sp_route_match_param(const sp_route_match *m, const char *name, sp_str *valu
     return -ENOENT;
 }
 
+/* Appends ", name" (or name first) to buf; false if it does not fit. */
+static bool allow_put(char *buf, size_t cap, size_t *len, const char *name, size_t n) {
+    if (*len + (*len ? 2 : 0) + n >= cap)
+        return false;
+    if (*len) {
+        memcpy(buf + *len, ", ", 2);
+        *len += 2;
+    }
+    memcpy(buf + *len, name, n);
+    *len += n;
+    return true;
+}
+
+/* True if method (n bytes) is among the patterns' extension routes listed
+ * before (ep i, route o): each name is written once. */
+static bool allow_listed(const sp_route_match *m, unsigned i, const other_route *o) {
+    for (unsigned j = 0; j <= i; j++) {
+        const endpoint *ep = m->priv_eps[j];
+        for (const other_route *p = ep->others; p && !(j == i && p == o); p = p->next)
+            if (p->mlen == o->mlen && memcmp(p->method, o->method, o->mlen) == 0)
+                return true;
+    }
+    return false;
+}
+
 int sp_router_allow(const sp_route_match *m, char *buf, size_t cap) {
     size_t len = 0;
-    for (int i = 0; i < M_COUNT; i++) {
-        if (!(m->allow & (1u << i)))
-            continue;
-        size_t n = strlen(method_names[i]);
-        if (len + (len ? 2 : 0) + n >= cap)
+    for (int i = 0; i < M_COUNT; i++)
+        if ((m->allow & (1u << i)) &&
+            !allow_put(buf, cap, &len, method_names[i], strlen(method_names[i])))
             return -ENOSPC;
-        if (len) {
-            memcpy(buf + len, ", ", 2);
-            len += 2;
-        }
-        memcpy(buf + len, method_names[i], n);
-        len += n;
+    for (unsigned i = 0; i < m->priv_neps; i++) {
+        const endpoint *ep = m->priv_eps[i];
+        for (const other_route *o = ep->others; o; o = o->next)
+            if (!allow_listed(m, i, o) && !allow_put(buf, cap, &len, o->method, o->mlen))
+                return -ENOSPC;
     }
     if (cap == 0)
         return -ENOSPC;

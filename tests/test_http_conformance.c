@@ -83,6 +83,15 @@ static void test_extension_method_is_routed_not_rejected(void **state) {
     assert_string_equal(allow, "GET, HEAD");
     response_free(&r);
     client_close(&c);
+    /* A 405 names the extension methods too (RFC 9110 15.5.6). */
+    client_connect(&c, g_srv.port);
+    client_sends(&c, "GET /ext HTTP/1.1\r\n" H "\r\n");
+    expect_response(&c, &r, false);
+    assert_int_equal(r.status, 405);
+    assert_true(response_header(&r, "Allow", allow, sizeof(allow)));
+    assert_string_equal(allow, "FOO");
+    response_free(&r);
+    client_close(&c);
     expect_answers("FOO /nope HTTP/1.1\r\n" H "\r\n", 1, (int[]){404}, (const char *[]){NULL});
     /* Longer than any method llhttp knows, and with token punctuation. */
     expect_answers("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA / HTTP/1.1\r\n" H "\r\n"

@@ -348,7 +348,7 @@ static void test_star_method_matches_every_method_after_exact_ones(void **state)
     sp_router_destroy(r);
 }
 
-static void test_nonstandard_methods_route_by_exact_string_and_have_no_allow_bit(void **state) {
+static void test_nonstandard_methods_route_by_exact_string_and_are_named_in_allow(void **state) {
     (void)state;
     sp_router *r = new_router();
     ROUTE(r, "PURGE", "/cache/*");
@@ -361,10 +361,10 @@ static void test_nonstandard_methods_route_by_exact_string_and_have_no_allow_bit
     /* Methods are case-sensitive. */
     sp_route_match m;
     assert_int_equal(match(r, "purge", "/cache/a", &m), -EOPNOTSUPP);
-    assert_int_equal(m.allow, 0);
-    assert_string_equal(allow_text(&m), "");
+    assert_int_equal(m.allow, 0); /* no bit: Allow still names it */
+    assert_string_equal(allow_text(&m), "PURGE");
     assert_int_equal(match(r, "get", "/dav/x", &m), -EOPNOTSUPP);
-    assert_string_equal(allow_text(&m), "GET, HEAD");
+    assert_string_equal(allow_text(&m), "GET, HEAD, PROPFIND, MKCOL");
     assert_string_equal(lookup(r, "PURGEX", "/cache/a"), "405");
     sp_router_destroy(r);
 }
@@ -520,6 +520,30 @@ static void test_groups_put_routes_under_prefix_and_nest(void **state) {
     sp_router_destroy(v1);
     assert_string_equal(lookup(r, "GET", "/api/v1/items/1"), "GET /items/:id");
     sp_router_destroy(NULL);
+    sp_router_destroy(r);
+}
+
+/* RFC 9110 15.5.6: a 405's Allow lists every method the resource supports,
+ * extension methods too, once each, from every pattern the path matches. */
+static void test_allow_lists_extension_methods_of_every_matching_pattern(void **state) {
+    (void)state;
+    sp_router *r = new_router();
+    ROUTE(r, "PURGE", "/c/:id");
+    ROUTE(r, "GET", "/c/:id");
+    ROUTE(r, "PURGE", "/c/7");
+    ROUTE(r, "LINK", "/c/7");
+    ROUTE(r, "M-SEARCH", "/c/*rest");
+    ROUTE(r, "FOO", "/only");
+    sp_route_match m;
+    assert_int_equal(match(r, "POST", "/c/7", &m), -EOPNOTSUPP);
+    assert_string_equal(allow_text(&m), "GET, HEAD, LINK, PURGE, M-SEARCH");
+    assert_int_equal(match(r, "POST", "/c/8", &m), -EOPNOTSUPP);
+    assert_string_equal(allow_text(&m), "GET, HEAD, PURGE, M-SEARCH");
+    assert_int_equal(match(r, "GET", "/only", &m), -EOPNOTSUPP);
+    assert_string_equal(allow_text(&m), "FOO");
+    char small[8];
+    assert_int_equal(sp_router_allow(&m, small, sizeof(small)), 3);
+    assert_int_equal(sp_router_allow(&m, small, 3), -ENOSPC);
     sp_router_destroy(r);
 }
 
@@ -821,11 +845,12 @@ int main(void) {
         cmocka_unit_test(test_unknown_path_is_404_known_path_with_other_method_is_405),
         cmocka_unit_test(test_head_falls_back_to_get_unless_head_is_routed),
         cmocka_unit_test(test_star_method_matches_every_method_after_exact_ones),
-        cmocka_unit_test(test_nonstandard_methods_route_by_exact_string_and_have_no_allow_bit),
+        cmocka_unit_test(test_nonstandard_methods_route_by_exact_string_and_are_named_in_allow),
         cmocka_unit_test(test_same_method_and_pattern_twice_is_eexist),
         cmocka_unit_test(test_bad_patterns_methods_and_arguments_are_einval),
         cmocka_unit_test(test_groups_put_routes_under_prefix_and_nest),
         cmocka_unit_test(test_group_routes_its_bare_prefix_with_an_empty_pattern),
+        cmocka_unit_test(test_allow_lists_extension_methods_of_every_matching_pattern),
         cmocka_unit_test(test_middleware_runs_root_outer_then_groups_then_handler_and_unwinds),
         cmocka_unit_test(test_middleware_answering_itself_skips_inner_chain_and_handler),
         cmocka_unit_test(test_miss_runs_only_the_root_chain_around_the_servers_answer),

@@ -41,6 +41,10 @@ enum { SP_ROUTE_BLOCKING = 1 };
 
 /* Most parameters (including the wildcard) one pattern may capture. */
 #define SP_ROUTE_MAX_PARAMS 8
+/* How many patterns matching one path sp_router_allow looks at for
+ * extension methods (a path rarely matches more than a static, a parameter
+ * and a wildcard pattern). */
+#define SP_ROUTE_ALLOW_PATTERNS 8
 /* Most segments in one pattern (group prefix included): bounds the depth of
  * the lookup's backtracking, which runs on the caller's (task) stack. */
 #define SP_ROUTE_MAX_SEGMENTS 64
@@ -74,6 +78,10 @@ typedef struct sp_route_match {
      * matched. HEAD is included wherever GET is. */
     unsigned allow;
     const sp_router *priv_group; /* whose middleware chain wraps the handler */
+    /* The patterns matched (the first SP_ROUTE_ALLOW_PATTERNS), whose
+     * extension-method routes sp_router_allow lists. */
+    const void *priv_eps[SP_ROUTE_ALLOW_PATTERNS];
+    unsigned priv_neps;
 } sp_route_match;
 
 /* Creates an empty router in *out, owned by the caller (sp_router_destroy).
@@ -134,10 +142,11 @@ int sp_router_match(const sp_router *r, sp_str method, sp_str path, sp_route_mat
  * suspends. */
 int sp_route_match_param(const sp_route_match *m, const char *name, sp_str *value);
 
-/* Writes the Allow header value for m->allow ("GET, HEAD, POST", standard
- * methods in SP_HTTP_M_* bit order, "" for none) into buf, NUL-terminated.
- * Returns its length (without the NUL) or -ENOSPC if buf holds less than
- * length + 1 bytes. Never suspends. */
+/* Writes the Allow header value for m into buf, NUL-terminated: the
+ * standard methods of m->allow in SP_HTTP_M_* bit order, then the extension
+ * methods routed for the path ("GET, HEAD, PURGE"), "" for none. Returns its
+ * length (without the NUL) or -ENOSPC if buf holds less than length + 1
+ * bytes. Never suspends. */
 int sp_router_allow(const sp_route_match *m, char *buf, size_t cap);
 
 /* Runs m's middleware chain around handler(req, resp, arg): normally
