@@ -779,7 +779,15 @@ int sp_router_match(const sp_router *r, sp_str method, sp_str path, sp_route_mat
             return 0;
         }
     }
-    lookup lk = {path.ptr + path.len, midx, method, m, 0, false, 0, {0}};
+    /* eps is filled as patterns match: not zeroed on this hot path. */
+    lookup lk;
+    lk.end = path.ptr + path.len;
+    lk.midx = midx;
+    lk.method = method;
+    lk.m = m;
+    lk.allow = 0;
+    lk.seen = false;
+    lk.neps = 0;
     if (path.len > 0 && path.ptr[0] == '/' && walk(&lk, root->top, path.ptr, 0))
         return 0;
     m->handler = NULL;
