@@ -14,8 +14,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -918,13 +916,6 @@ int main(int argc, char **argv) {
         return 1;
     }
 
-    /* SIGTERM and SIGINT are read by sp_http_server_run: block them now, so
-     * that one arriving before the run waits for it. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     cfg.worker_start = worker_start;
     cfg.worker_stop = worker_stop;
     sp_http_server *srv;

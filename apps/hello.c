@@ -10,8 +10,6 @@
  *   GET  /users/:id   a path parameter */
 #include <errno.h>
 #include <getopt.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,14 +160,6 @@ int main(int argc, char **argv) {
     sp_router_add(r, "GET", "/blocking", blocking, NULL, SP_ROUTE_BLOCKING);
     sp_router_add(r, "GET", "/users/:id", user, NULL, 0);
 
-    /* SIGTERM and SIGINT are read by sp_http_server_run; block them already,
-     * so that one arriving once "listening" is printed, before the run
-     * starts, waits for it instead of killing the process. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     sp_http_server *srv;
     int rc = sp_http_server_create(&srv, &cfg, r);
     if (rc != 0) {

@@ -18,7 +18,6 @@
 #include <getopt.h>
 #include <netdb.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -420,13 +419,6 @@ int main(int argc, char **argv) {
     sp_router_add(counted, "POST", "/echo", echo, NULL, 0);
     sp_router_add(r, "GET", "/stats", stats, NULL, 0);
 
-    /* Block SIGTERM and SIGINT before any thread starts: the raw port's thread
-     * inherits the mask, and sp_http_server_run reads them. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     sp_http_server *srv;
     int rc = sp_http_server_create(&srv, &cfg, r);
     if (rc != 0) {

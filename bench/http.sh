@@ -124,33 +124,6 @@ start_nginx() {
     die "nginx does not answer: $(cat "$dir/stderr.log" "$dir/error.log" 2>/dev/null)"
 }
 
-# Nanoseconds pid's threads have spent on a CPU.
-cpu_ns() {
-    cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f\n", s}'
-}
-
-# Nanoseconds CPU $1 has been busy (anyone, steal included) since boot.
-cpu_busy_ns() {
-    awk -v cpu="cpu$1" -v hz="$(getconf CLK_TCK)" \
-        '$1 == cpu {printf "%.0f\n", ($2 + $3 + $4 + $7 + $8 + $9) * 1e9 / hz}' /proc/stat
-}
-
-# Warns when the CPUs the benchmark uses are already busy: other processes
-# share them, and the figures (req/s above all) will be noisy.
-check_quiet() {
-    local b0 b1 t0 t1 cpu
-    for cpu in "$server_cpu" "$client_cpu"; do
-        b0=$(cpu_busy_ns "$cpu")
-        t0=$(date +%s%N)
-        sleep 1
-        b1=$(cpu_busy_ns "$cpu")
-        t1=$(date +%s%N)
-        awk -v b="$((b1 - b0))" -v t="$((t1 - t0))" -v cpu="$cpu" 'b / t > 0.1 {
-            printf "http.sh: warning: CPU %d is %.0f%% busy before the run: figures will be noisy\n",
-                cpu, 100 * b / t}' >&2 </dev/null
-    done
-}
-
 # bench NAME PID PORT SECONDS ROUND: one wrk run; ROUND 0 is a warm-up and is
 # not recorded. Appends "name round rps p99_ms cpu_us_per_req cpu_load
 # others_load" to $tmp/pair, the last being what other processes took of the
@@ -224,7 +197,7 @@ round() {
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc --all) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)), kernel $(uname -r), $(nginx -v 2>&1 | sed 's|.*: ||'), load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "# $rounds rounds of ${duration} s, $connections connections, wrk -t1 on CPU $client_cpu, servers on CPU $server_cpu" >&2
 
-check_quiet
+check_quiet http.sh "$server_cpu" "$client_cpu"
 start_spindle
 spindle_pid=$server_pid spindle_port=$server_port
 start_nginx

@@ -60,6 +60,34 @@ ratio() {
         END {for (r in s) if (n[r] > 0) print s[r] / n[r]}' "$tmp/runs" | median
 }
 
+# Nanoseconds pid's threads have spent on a CPU.
+cpu_ns() {
+    cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f\n", s}'
+}
+
+# Nanoseconds CPU $1 has been busy (anyone, steal included) since boot.
+cpu_busy_ns() {
+    awk -v cpu="cpu$1" -v hz="$(getconf CLK_TCK)" \
+        '$1 == cpu {printf "%.0f\n", ($2 + $3 + $4 + $7 + $8 + $9) * 1e9 / hz}' /proc/stat
+}
+
+# check_quiet NAME CPU...: warns (as NAME) about each CPU already more than
+# 10% busy: other processes share it, and the figures will be noisy.
+check_quiet() {
+    local name=$1 b0 b1 t0 t1 cpu
+    shift
+    for cpu in "$@"; do
+        b0=$(cpu_busy_ns "$cpu")
+        t0=$(date +%s%N)
+        sleep 1
+        b1=$(cpu_busy_ns "$cpu")
+        t1=$(date +%s%N)
+        awk -v b="$((b1 - b0))" -v t="$((t1 - t0))" -v cpu="$cpu" -v name="$name" 'b / t > 0.1 {
+            printf "%s: warning: CPU %d is %.0f%% busy before the run: figures will be noisy\n",
+                name, cpu, 100 * b / t}' >&2 </dev/null
+    done
+}
+
 bench_init() {
     tmp=$(mktemp -d "/tmp/$1.XXXXXX")
     trap cleanup EXIT

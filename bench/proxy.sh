@@ -100,31 +100,6 @@ expect_body() {
     [[ $got == *"$2"* ]] || die "$1 answered '$got', expected it to hold '$2'"
 }
 
-# Nanoseconds pid's threads have spent on a CPU.
-cpu_ns() {
-    cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f\n", s}'
-}
-
-# Nanoseconds CPU $1 has been busy (anyone, steal included) since boot.
-cpu_busy_ns() {
-    awk -v cpu="cpu$1" -v hz="$(getconf CLK_TCK)" \
-        '$1 == cpu {printf "%.0f\n", ($2 + $3 + $4 + $7 + $8 + $9) * 1e9 / hz}' /proc/stat
-}
-
-check_quiet() {
-    local b0 b1 t0 t1 cpu
-    for cpu in "$proxy_cpu" "$back_cpu"; do
-        b0=$(cpu_busy_ns "$cpu")
-        t0=$(date +%s%N)
-        sleep 1
-        b1=$(cpu_busy_ns "$cpu")
-        t1=$(date +%s%N)
-        awk -v b="$((b1 - b0))" -v t="$((t1 - t0))" -v cpu="$cpu" 'b / t > 0.1 {
-            printf "proxy.sh: warning: CPU %d is %.0f%% busy before the run: figures will be noisy\n",
-                cpu, 100 * b / t}' >&2 </dev/null
-    done
-}
-
 # slice NAME PROXY_PID URL UPSTREAM_PIDS SECONDS: one wrk run. Appends
 # "name requests p99_ms proxy_cpu_ns wall_ns cpu1_busy_ns others0_ns
 # others1_ns" to $tmp/slices: what the proxy used, how busy CPU 1 was, and
@@ -235,7 +210,7 @@ round() {
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc --all) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)), kernel $(uname -r), $(nginx -v 2>&1 | sed 's|.*: ||'), load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "# $rounds rounds of ${duration} s per proxy in ${slice_secs} s slices, $connections connections; proxies on CPU $proxy_cpu; upstreams and wrk -t1 on CPU $back_cpu" >&2
 
-check_quiet
+check_quiet proxy.sh "$proxy_cpu" "$back_cpu"
 start_app hello "$back_cpu"
 hello_pid=$app_pid hello_port=$app_port
 up_pids=()

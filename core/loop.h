@@ -29,8 +29,8 @@ typedef struct sp_loop {
     int external_wakers;       /* in-flight work (threads, processes) that will wake a task */
     int io_waiters;            /* tasks in sp_io_wait: I/O is then polled every iteration */
     unsigned steps_since_poll; /* callbacks run since I/O was last polled */
-    int64_t now_ns;            /* the clock when this iteration's callbacks began; 0 while
-                                  libevent's callbacks run (see sp_loop_now) */
+    int64_t now_ns;            /* the clock as this iteration first read it, 0 until
+                                  then (see sp_loop_now) */
     int64_t io_polled_ns;      /* the clock when I/O was last polled */
     bool stopping;
     bool debug;
@@ -45,14 +45,14 @@ sp_loop *sp_loop_get(void);
 int64_t sp_now_ns(void);
 /* The clock reading `seconds` from now, saturated far in the future. */
 int64_t sp_deadline_after(double seconds);
-/* The clock as it read when this iteration's callbacks began (no clock
- * read), so early by however long the iteration has run: for the server's
- * own timeouts of seconds, as nginx's cached time. Inside libevent's
- * callbacks (accept, readiness), which run before the iteration takes its
- * reading and after a wait of any length, the clock is read afresh. */
-int64_t sp_loop_now(const sp_loop *loop);
+/* The clock as this loop iteration first read it (one read per iteration,
+ * taken on first use), so early by however long the iteration has run: for
+ * the server's own timeouts of seconds, as nginx's cached time. Polling I/O
+ * starts the reading over, so libevent's callbacks (accept, readiness), which
+ * run after a wait of any length, see a fresh one. */
+int64_t sp_loop_now(sp_loop *loop);
 /* sp_deadline_after from sp_loop_now. */
-int64_t sp_loop_deadline_after(const sp_loop *loop, double seconds);
+int64_t sp_loop_deadline_after(sp_loop *loop, double seconds);
 
 /* Arms t to run t->cb at `when` (ns); re-arming moves it. */
 void sp_timer_arm(sp_loop *loop, sp_timer *t, int64_t when);

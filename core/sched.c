@@ -29,11 +29,13 @@ int64_t sp_deadline_after(double seconds) {
     return sp_now_ns() + seconds_to_ns(seconds);
 }
 
-int64_t sp_loop_now(const sp_loop *loop) {
-    return loop->now_ns ? loop->now_ns : sp_now_ns();
+int64_t sp_loop_now(sp_loop *loop) {
+    if (!loop->now_ns)
+        loop->now_ns = sp_now_ns();
+    return loop->now_ns;
 }
 
-int64_t sp_loop_deadline_after(const sp_loop *loop, double seconds) {
+int64_t sp_loop_deadline_after(sp_loop *loop, double seconds) {
     return sp_loop_now(loop) + seconds_to_ns(seconds);
 }
 
@@ -49,16 +51,23 @@ double sp_time(void) {
  * ready tasks. */
 #define POLL_EVERY_STEPS 128
 
+/* Runs libevent once (flags: EVLOOP_NONBLOCK or EVLOOP_ONCE). The cached
+ * clock is stale from here until the iteration reads it again. Returns 1
+ * (polled) or -EIO. */
+static int poll_events(sp_loop *loop, int flags) {
+    loop->steps_since_poll = 0;
+    loop->now_ns = 0;
+    return event_base_loop(loop->base, flags) < 0 ? -EIO : 1;
+}
+
 /* Waits for I/O: not at all when callbacks are ready, else until the earliest
- * timer or forever. Returns -EDEADLK if waiting forever on nothing. */
+ * timer or forever. Returns 1 if it polled, 0 if not, -EDEADLK if waiting
+ * forever on nothing, -EIO. */
 static int poll_io(sp_loop *loop) {
     if (!sp_list_empty(&loop->ready) || loop->stopping) {
         if (loop->steps_since_poll < POLL_EVERY_STEPS && loop->io_waiters == 0)
             return 0;
-        loop->steps_since_poll = 0;
-        loop->io_polled_ns = -1;
-        loop->now_ns = 0;
-        return event_base_loop(loop->base, EVLOOP_NONBLOCK) < 0 ? -EIO : 0;
+        return poll_events(loop, EVLOOP_NONBLOCK);
     }
     if (loop->nheap > 0) {
         int64_t wait = loop->heap[0]->when - sp_now_ns();
@@ -86,22 +95,21 @@ static int poll_io(sp_loop *loop) {
         if (events <= loop->internal_events && loop->external_wakers == 0)
             return -EDEADLK;
     }
-    loop->now_ns = 0; /* stale once the wait begins */
-    int rc = event_base_loop(loop->base, EVLOOP_ONCE);
-    loop->steps_since_poll = 0;
-    loop->io_polled_ns = -1;
-    return rc < 0 ? -EIO : 0;
+    return poll_events(loop, EVLOOP_ONCE);
 }
 
 int sp_loop_run_once(sp_loop *loop) {
-    int rc = poll_io(loop);
-    if (rc != 0)
-        return rc;
-    loop->now_ns = sp_now_ns();
-    if (loop->io_polled_ns < 0)
-        loop->io_polled_ns = loop->now_ns;
+    int polled = poll_io(loop);
+    if (polled < 0)
+        return polled;
+    /* The clock is read when the iteration first needs it: after a poll,
+     * for due timers, or by sp_loop_now; an iteration of tasks that only
+     * yield reads it not at all. */
+    loop->now_ns = 0;
+    if (polled)
+        loop->io_polled_ns = sp_loop_now(loop);
     if (loop->nheap > 0)
-        sp_timers_expire(loop, loop->now_ns);
+        sp_timers_expire(loop, sp_loop_now(loop));
 
     sp_list todo;
     sp_list_init(&todo);

@@ -705,16 +705,20 @@ static int exchange(sp_hc_call *call, const sp_http_request *req, const prepared
     return 0;
 }
 
+static void clear_error(sp_http_client_error *err) {
+    if (err) {
+        err->code = 0;
+        err->msg[0] = '\0';
+    }
+}
+
 int sp_http_client_request(sp_http_client *cl, const sp_http_request *req,
                            sp_http_client_resp **out, sp_http_client_error *err) {
     pthread_once(&g_settings_once, settings_init);
     sp_hc_call call = {.client = cl};
     if (out)
         *out = NULL;
-    if (err) {
-        err->code = 0;
-        err->msg[0] = '\0';
-    }
+    clear_error(err);
     if (!cl || !req || !out)
         return publish(&call, sp_hc_fail(&call, -EINVAL, "no client, request or out"), err);
     if (sp_loop_get() != cl->loop || !sp_task_current())
@@ -808,7 +812,12 @@ static int read_failed(sp_http_client_resp *r, sp_hc_call *call, int rc,
     return publish(call, rc, err);
 }
 
-static int sticky_error(sp_http_client_resp *r, sp_http_client_error *err) {
+/* Starts a body call: clears *err, then returns the error an earlier read
+ * of r failed with (every later read fails the same way), or 0. */
+static int resp_begin(sp_http_client_resp *r, sp_http_client_error *err) {
+    clear_error(err);
+    if (!r->err)
+        return 0;
     sp_hc_call call = resp_call(r);
     memcpy(call.msg, r->errmsg, sizeof(call.msg));
     return publish(&call, r->err, err);
@@ -817,12 +826,9 @@ static int sticky_error(sp_http_client_resp *r, sp_http_client_error *err) {
 int sp_http_client_resp_read(sp_http_client_resp *resp, sp_str *piece, sp_http_client_error *err) {
     sp_http_client_resp *r = resp;
     *piece = (sp_str){"", 0};
-    if (err) {
-        err->code = 0;
-        err->msg[0] = '\0';
-    }
-    if (r->err)
-        return sticky_error(r, err);
+    int rc = resp_begin(r, err);
+    if (rc != 0)
+        return rc;
     if (r->body_mode == SP_HC_BODY_WHOLE) {
         /* Read whole already: one piece, then the end. */
         if (!r->piece_out) {
@@ -847,7 +853,7 @@ int sp_http_client_resp_read(sp_http_client_resp *resp, sp_str *piece, sp_http_c
         }
         if (r->msg_done)
             return 0;
-        int rc = advance(&call, r, r->total_deadline, r->total_timeout);
+        rc = advance(&call, r, r->total_deadline, r->total_timeout);
         if (rc != 0)
             return read_failed(r, &call, rc, err);
     }
@@ -879,12 +885,9 @@ static int gather(sp_http_client_resp *r, sp_hc_call *call) {
 int sp_http_client_resp_body(sp_http_client_resp *resp, sp_str *body, sp_http_client_error *err) {
     sp_http_client_resp *r = resp;
     *body = (sp_str){"", 0};
-    if (err) {
-        err->code = 0;
-        err->msg[0] = '\0';
-    }
-    if (r->err)
-        return sticky_error(r, err);
+    int rc = resp_begin(r, err);
+    if (rc != 0)
+        return rc;
     if (r->body_mode == SP_HC_BODY_STREAMING)
         return -EALREADY;
     if (r->body_mode == SP_HC_BODY_NONE) {
@@ -892,7 +895,7 @@ int sp_http_client_resp_body(sp_http_client_resp *resp, sp_str *body, sp_http_cl
          * gathers in a buffer of its own, unless it all came with the head. */
         sp_hc_call call = resp_call(r);
         for (;;) {
-            int rc = 0;
+            rc = 0;
             if (r->msg_done && !r->body_buf && r->dec_len <= r->max_body)
                 break;
             if (r->dec_len > 0 || r->msg_done)

@@ -144,6 +144,17 @@ int sp_http_server_create(sp_http_server **out, const sp_http_config *cfg,
         sp_http_server_destroy(srv);
         return rc;
     }
+    if (cfg->handle_signals) {
+        /* A signal arriving before sp_http_server_run (while the program
+         * prints where it listens, or starts threads of its own, which
+         * inherit this mask) then waits for the run instead of killing the
+         * process. */
+        sigset_t sigs;
+        sigemptyset(&sigs);
+        sigaddset(&sigs, SIGTERM);
+        sigaddset(&sigs, SIGINT);
+        pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    }
     *out = srv;
     return 0;
 }

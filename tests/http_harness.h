@@ -429,6 +429,15 @@ __attribute__((unused)) static void expect_response(client *c, response *r, bool
                  (int)(c->len > 300 ? 300 : c->len), c->buf ? c->buf : "");
 }
 
+/* Reads one response that must arrive, with `status` and body `want`. */
+__attribute__((unused)) static void expect_status_body(client *c, int status, const char *want) {
+    response r;
+    expect_response(c, &r, false);
+    assert_int_equal(r.status, status);
+    assert_string_equal(r.body, want);
+    response_free(&r);
+}
+
 /* Sends one request on a new connection, reads the response (which must
  * arrive), closes. Returns the status; the body goes to body_out if given
  * (owned by the caller). */

@@ -303,11 +303,7 @@ static void test_proxy_sends_pieces_on_as_they_arrive(void **state) {
     /* The first piece comes through while the upstream holds the second. */
     assert_true(client_wait_for(&c, 0, "first\n", now_s() + CLIENT_TIMEOUT) > 0);
     atomic_store(&g_release, 1);
-    response r;
-    expect_response(&c, &r, false);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(r.body, "first\nsecond\n");
-    response_free(&r);
+    expect_status_body(&c, 200, "first\nsecond\n");
     client_close(&c);
     stop_child(&a);
 }

@@ -199,11 +199,7 @@ static void get_ok(client *c, const char *path, const char *want_body) {
     char req[256];
     snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
     client_sends(c, req);
-    response r;
-    expect_response(c, &r, false);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(r.body, want_body);
-    response_free(&r);
+    expect_status_body(c, 200, want_body);
 }
 
 /* ---- Connections ----------------------------------------------------------- */
@@ -502,11 +498,7 @@ static void test_pipelined_requests_with_bodies_stay_in_step(void **state) {
                      "GET /users/last HTTP/1.1\r\nHost: t\r\n\r\n");
     const char *want[] = {"abc", "de", "ignored", "last"};
     for (int i = 0; i < 4; i++) {
-        response r;
-        expect_response(&c, &r, false);
-        assert_int_equal(r.status, 200);
-        assert_string_equal(r.body, want[i]);
-        response_free(&r);
+        expect_status_body(&c, 200, want[i]);
     }
     assert_true(client_silent_for(&c, 0.05));
     client_close(&c);
@@ -521,11 +513,7 @@ static void test_chunked_request_body_with_extensions_and_trailers(void **state)
     client_sends(&c, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
                      "5;name=val\r\nHello\r\n7\r\n, World\r\n1;x;y=z\r\n!\r\n0\r\n"
                      "X-Trailer: yes\r\nX-Other: 2\r\n\r\n");
-    response r;
-    expect_response(&c, &r, false);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(r.body, "Hello, World!");
-    response_free(&r);
+    expect_status_body(&c, 200, "Hello, World!");
     get_ok(&c, "/", "Hello, World!");
     client_close(&c);
 }
@@ -618,11 +606,7 @@ static void test_head_filling_the_read_buffer_leaves_room_for_the_body(void **st
     assert_int_equal(client_send(&c, head, 4096), 0);
     sleep_s(0.05);
     client_sends(&c, "hello");
-    response r;
-    expect_response(&c, &r, false);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(r.body, "hello");
-    response_free(&r);
+    expect_status_body(&c, 200, "hello");
     client_close(&c);
 }
 
@@ -821,10 +805,7 @@ static void test_expect_100_continue_sends_100_then_the_response(void **state) {
     assert_int_equal(r.status, 100);
     response_free(&r);
     client_sends(&c, "hello");
-    expect_response(&c, &r, false);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(r.body, "hello");
-    response_free(&r);
+    expect_status_body(&c, 200, "hello");
     get_ok(&c, "/", "Hello, World!");
     client_close(&c);
 }
@@ -870,10 +851,7 @@ static void test_unknown_expectation_is_ignored_as_nginx_does(void **state) {
     assert_int_equal(r.status, 100);
     response_free(&r);
     client_sends(&c, "hi");
-    expect_response(&c, &r, false);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(r.body, "hi");
-    response_free(&r);
+    expect_status_body(&c, 200, "hi");
     client_close(&c);
 }
 

@@ -115,15 +115,8 @@ static void test_extension_method_split_across_reads_with_body(void **state) {
     client_sends(&c, "\r\nF");
     assert_true(client_silent_for(&c, 0.05));
     client_sends(&c, "OO /ext HTTP/1.1\r\n" H "Content-Length: 5\r\n\r\nhello" GET_HELLO);
-    response r;
-    expect_response(&c, &r, false);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(r.body, "FOO /ext  11");
-    response_free(&r);
-    expect_response(&c, &r, false);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(r.body, "Hello, World!");
-    response_free(&r);
+    expect_status_body(&c, 200, "FOO /ext  11");
+    expect_status_body(&c, 200, "Hello, World!");
     client_close(&c);
 }
 

@@ -252,10 +252,7 @@ static void test_pipelined_bytes_do_not_cancel_a_running_handler(void **state) {
     assert_true(wait_for_int(&g_started, 1, CLIENT_TIMEOUT));
     client_sends(&c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     response r;
-    expect_response(&c, &r, false);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(r.body, "slept");
-    response_free(&r);
+    expect_status_body(&c, 200, "slept");
     expect_response(&c, &r, false);
     assert_string_equal(r.body, "Hello, World!");
     response_free(&r);
@@ -641,11 +638,7 @@ static void test_hello_sigterm_finishes_requests_in_flight(void **state) {
     sleep_s(0.1);
     assert_int_equal(kill(h.pid, SIGTERM), 0);
     for (int i = 0; i < N; i++) {
-        response r;
-        expect_response(&c[i], &r, false);
-        assert_int_equal(r.status, 200);
-        assert_string_equal(r.body, "slept 300 ms\n");
-        response_free(&r);
+        expect_status_body(&c[i], 200, "slept 300 ms\n");
         client_close(&c[i]);
     }
     assert_int_equal(finish_child(h.pid, h.out_fd, NULL, 0), 0);

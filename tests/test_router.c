@@ -547,6 +547,31 @@ static void test_allow_lists_extension_methods_of_every_matching_pattern(void **
     sp_router_destroy(r);
 }
 
+/* A path matched by more patterns than SP_ROUTE_ALLOW_PATTERNS: Allow names
+ * the extension methods of that many of them, each once, and no more. */
+static void test_allow_looks_at_a_bounded_number_of_patterns(void **state) {
+    (void)state;
+    sp_router *r = new_router();
+    /* /a/b/c matches all 8 static/parameter combinations, then the wildcard pattern. */
+    static const char *const pats[] = {"/a/b/c",   "/a/b/:z",  "/a/:y/c",   "/a/:y/:z", "/:x/b/c",
+                                       "/:x/b/:z", "/:x/:y/c", "/:x/:y/:z", "/*rest"};
+    static const char *const methods[] = {"M0", "M1", "M2", "M3", "M4", "M5", "M6", "M7", "M8"};
+    for (int i = 0; i < 9; i++)
+        assert_int_equal(sp_router_add(r, methods[i], pats[i], handler, NULL, 0), 0);
+    sp_route_match m;
+    assert_int_equal(match(r, "GET", "/a/b/c", &m), -EOPNOTSUPP);
+    assert_int_equal(m.priv_neps, SP_ROUTE_ALLOW_PATTERNS);
+    const char *allow = allow_text(&m);
+    int names = 1, seen = 0;
+    for (const char *p = allow; *p; p++)
+        names += *p == ',';
+    for (int i = 0; i < 9; i++)
+        seen += strstr(allow, methods[i]) != NULL;
+    assert_int_equal(names, SP_ROUTE_ALLOW_PATTERNS);
+    assert_int_equal(seen, SP_ROUTE_ALLOW_PATTERNS);
+    sp_router_destroy(r);
+}
+
 /* Pattern "" on a group routes its bare prefix, under the group's
  * middleware; on the root, or on a prefix-less group, it is refused. */
 static void test_group_routes_its_bare_prefix_with_an_empty_pattern(void **state) {
@@ -851,6 +876,7 @@ int main(void) {
         cmocka_unit_test(test_groups_put_routes_under_prefix_and_nest),
         cmocka_unit_test(test_group_routes_its_bare_prefix_with_an_empty_pattern),
         cmocka_unit_test(test_allow_lists_extension_methods_of_every_matching_pattern),
+        cmocka_unit_test(test_allow_looks_at_a_bounded_number_of_patterns),
         cmocka_unit_test(test_middleware_runs_root_outer_then_groups_then_handler_and_unwinds),
         cmocka_unit_test(test_middleware_answering_itself_skips_inner_chain_and_handler),
         cmocka_unit_test(test_miss_runs_only_the_root_chain_around_the_servers_answer),

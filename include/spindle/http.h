@@ -214,9 +214,12 @@ void sp_http_config_init(sp_http_config *cfg);
 typedef struct sp_http_server sp_http_server;
 
 /* Creates a server: validates cfg (copied) and binds every worker's
- * SO_REUSEPORT listener, so the port is known before it runs. router stays
- * the caller's and must outlive the server. Returns 0, -EINVAL for a bad
- * setting, -errno from socket/bind/listen (e.g. -EADDRINUSE). */
+ * SO_REUSEPORT listener, so the port is known before it runs. With
+ * handle_signals it blocks SIGTERM and SIGINT in the calling thread (threads
+ * it starts later inherit that), so that one arriving before
+ * sp_http_server_run waits for it. router stays the caller's and must outlive
+ * the server. Returns 0, -EINVAL for a bad setting, -errno from
+ * socket/bind/listen (e.g. -EADDRINUSE). */
 int sp_http_server_create(sp_http_server **out, const sp_http_config *cfg,
                           struct sp_router *router);
 
